@@ -1,0 +1,163 @@
+"""The model contract and the model registry.
+
+A representation model trains without labels through `loss(batch)` and, frozen, maps inputs
+(any non-empty subset of its modalities) to a latent through `encode(inputs, present)`.
+Options are a dataclass per model: unknown keys are an error, unset keys take the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from robustmm.data.base import ModalitySpec
+from robustmm.errors import ConfigError
+from robustmm.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Options every model accepts; model families extend this dataclass."""
+
+    latent_dim: int = 64
+    activation: str = "silu"
+
+    def check(self, specs: tuple[ModalitySpec, ...]) -> None:
+        if self.latent_dim < 1:
+            raise ConfigError(f"model.latent_dim must be ≥ 1, got {self.latent_dim}")
+
+
+class RepresentationModel(nn.Module, ABC):
+    """Base class: subclasses set `Options` and implement `loss` and `encode`."""
+
+    Options: ClassVar[type[ModelOptions]] = ModelOptions
+    summary: ClassVar[str] = ""
+
+    def __init__(self, specs: tuple[ModalitySpec, ...], options: ModelOptions) -> None:
+        super().__init__()
+        if len(specs) < 2:
+            raise ConfigError(
+                f"{type(self).__name__} needs at least 2 modalities; the dataset gives {len(specs)}"
+            )
+        options.check(specs)
+        self.specs = tuple(specs)
+        self.names = tuple(s.name for s in specs)
+        self.options = options
+
+    @property
+    def latent_dim(self) -> int:
+        return self.options.latent_dim
+
+    @abstractmethod
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Training loss on a batch of complete observations, plus scalar metrics to report."""
+
+    @abstractmethod
+    def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
+        """Latent of the given inputs, using only the `present` modalities (None: all)."""
+
+    def present_names(self, present: tuple[str, ...] | None) -> tuple[str, ...]:
+        if present is None:
+            return self.names
+        unknown = [p for p in present if p not in self.names]
+        if unknown or not present:
+            raise ConfigError(
+                f"cannot encode with modalities {present!r}; choose a non-empty subset of {self.names}"
+            )
+        return tuple(n for n in self.names if n in present)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    cls: type[RepresentationModel]
+    summary: str
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(name: str, summary: str):
+    def deco(cls: type[RepresentationModel]) -> type[RepresentationModel]:
+        MODELS.add(name, ModelEntry(cls, summary))
+        return cls
+
+    return deco
+
+
+def _coerce(name: str, field: dataclasses.Field, value: Any, default: Any) -> Any:
+    """YAML and --set give ints for floats and lists for tuples; accept those, refuse the rest."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"model option {name!r} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if default is not None and not isinstance(value, type(default)) and not isinstance(default, Mapping):
+        raise ConfigError(
+            f"model option {name!r} must be a {type(default).__name__}, got {value!r}"
+        )
+    return value
+
+
+def make_options(cls: type[RepresentationModel], model_name: str, options: Mapping[str, Any]) -> ModelOptions:
+    fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"model {model_name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(fields))}"
+        )
+    defaults = cls.Options()
+    values = {k: _coerce(k, fields[k], v, getattr(defaults, k)) for k, v in options.items()}
+    return cls.Options(**values)
+
+
+def build_model(name: str, specs: tuple[ModalitySpec, ...], options: Mapping[str, Any] | None = None) -> RepresentationModel:
+    entry = MODELS.get(name)
+    return entry.cls(tuple(specs), make_options(entry.cls, name, options or {}))
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    return dataclasses.asdict(MODELS.get(name).cls.Options())
+
+
+class Classifier(nn.Module):
+    """The downstream classifier on frozen latents: MLP latent→256→128→classes, ReLU (SPEC §1)."""
+
+    def __init__(self, latent_dim: int, num_classes: int, hidden: tuple[int, ...] = (256, 128)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = latent_dim
+        for width in hidden:
+            layers += [nn.Linear(d, width), nn.ReLU()]
+            d = width
+        layers.append(nn.Linear(d, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class Chain(nn.Module):
+    """Frozen representation model + classifier as one differentiable function of the inputs:
+    what every attack differentiates through."""
+
+    def __init__(self, model: RepresentationModel, classifier: Classifier) -> None:
+        super().__init__()
+        self.model = model
+        self.classifier = classifier
+
+    def forward(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
+        return self.classifier(self.model.encode(inputs, present))
+
+
+def per_sample_choice(n: int, k: int, device: torch.device) -> Tensor:
+    """Index in [0, k) per sample from the global (seeded) torch RNG."""
+    return torch.randint(k, (n,), device=device)

@@ -1,0 +1,117 @@
+"""GMC and GMCWD (seed 000 §3.2.2, §4.1; Poklukar et al. 2022).
+
+GMC: per-modality encoders f_m and a joint encoder f_{1:M}, a shared projection head g onto the
+unit sphere, trained with the geometric contrastive loss L_GMC. GMCWD adds a shared
+re-projection head ḡ and a joint decoder f̄_{1:M}, feeds the encoders a noisy copy of the
+input and reconstructs the CLEAN input from z_{1:M} (the public rgmc code reconstructed the
+noisy input because it corrupted the batch in place).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustmm.data.base import ModalitySpec
+from robustmm.errors import ConfigError
+from robustmm.models.base import ModelOptions, RepresentationModel, register_model
+from robustmm.models.encoders import Decoder, Encoder, JointEncoder, mlp
+from robustmm.models.losses import NOISE_MODES, check_weights, gmc_contrastive, noisy_copy, reconstruction_loss
+
+
+@dataclass(frozen=True)
+class GMCOptions(ModelOptions):
+    common_dim: int = 64
+    tau: float = 0.1
+    head_hidden: int = 512
+
+    def check(self, specs: tuple[ModalitySpec, ...]) -> None:
+        super().check(specs)
+        if self.tau <= 0:
+            raise ConfigError(f"model.tau must be > 0, got {self.tau}")
+        if self.common_dim < 1:
+            raise ConfigError(f"model.common_dim must be ≥ 1, got {self.common_dim}")
+
+
+@register_model("gmc", "GMC: per-modality + joint encoders, shared head, geometric contrastive loss")
+class GMC(RepresentationModel):
+    Options = GMCOptions
+    options: GMCOptions
+
+    def __init__(self, specs: tuple[ModalitySpec, ...], options: GMCOptions) -> None:
+        super().__init__(specs, options)
+        o = options
+        self.encoders = nn.ModuleDict({s.name: Encoder(s, o.common_dim, o.activation) for s in specs})
+        self.joint_encoder = JointEncoder(specs, o.common_dim, o.activation)
+        self.head = mlp(o.common_dim, (o.head_hidden, o.head_hidden), o.latent_dim, o.activation)
+        self.ranges = {s.name: s.value_range for s in specs}
+
+    def project(self, h: Tensor) -> Tensor:
+        """g: intermediate representation -> latent on the unit sphere."""
+        return F.normalize(self.head(h), dim=-1)
+
+    def joint_latent(self, inputs: dict[str, Tensor]) -> Tensor:
+        return self.project(self.joint_encoder(inputs))
+
+    def modality_latent(self, name: str, x: Tensor) -> Tensor:
+        return self.project(self.encoders[name](x))
+
+    def latents(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
+        return self.joint_latent(inputs), [self.modality_latent(n, inputs[n]) for n in self.names]
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        joint, unimodal = self.latents(batch)
+        loss = gmc_contrastive(joint, unimodal, self.options.tau)
+        return loss, {"contrastive": float(loss.detach())}
+
+    def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
+        """All modalities: the joint latent; a subset: the mean of its modalities' latents."""
+        names = self.present_names(present)
+        if len(names) == len(self.names):
+            return self.joint_latent(inputs)
+        zs = [self.modality_latent(n, inputs[n]) for n in names]
+        return sum(zs[1:], zs[0]) / len(zs)
+
+
+@dataclass(frozen=True)
+class GMCWDOptions(GMCOptions):
+    recon_weights: dict[str, float] | None = None
+    noise_sigma: float = 0.5
+    noise_mode: str = "one"
+
+    def check(self, specs: tuple[ModalitySpec, ...]) -> None:
+        super().check(specs)
+        check_weights("recon_weights", self.recon_weights, tuple(s.name for s in specs))
+        if self.noise_sigma < 0:
+            raise ConfigError(f"model.noise_sigma must be ≥ 0, got {self.noise_sigma}")
+        if self.noise_mode not in NOISE_MODES:
+            raise ConfigError(f"model.noise_mode {self.noise_mode!r} unknown; use one of {', '.join(NOISE_MODES)}")
+
+
+@register_model("gmcwd", "GMCWD: GMC + re-projection head and joint decoder, denoising reconstruction")
+class GMCWD(GMC):
+    Options = GMCWDOptions
+    options: GMCWDOptions
+
+    def __init__(self, specs: tuple[ModalitySpec, ...], options: GMCWDOptions) -> None:
+        super().__init__(specs, options)
+        o = options
+        self.weights = check_weights("recon_weights", o.recon_weights, self.names)
+        self.reproject = mlp(o.latent_dim, (o.head_hidden, o.head_hidden), o.common_dim, o.activation)
+        self.joint_decoder = nn.ModuleDict({s.name: Decoder(s, o.common_dim, o.activation) for s in specs})
+
+    def reconstruct(self, z_joint: Tensor) -> dict[str, Tensor]:
+        h = self.reproject(z_joint)
+        return {n: dec(h) for n, dec in self.joint_decoder.items()}
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
+        clean = {n: batch[n] for n in self.names}
+        noisy = noisy_copy(clean, self.options.noise_sigma, self.options.noise_mode, self.ranges)
+        joint, unimodal = self.latents(noisy)
+        contrastive = gmc_contrastive(joint, unimodal, self.options.tau)
+        recon, parts = reconstruction_loss(self.reconstruct(joint), clean, self.weights)
+        loss = contrastive + recon
+        return loss, {"contrastive": float(contrastive.detach()), "recon": float(recon.detach()), **parts}

@@ -1,0 +1,93 @@
+"""Loss terms and training-time corruptions shared by the model families."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from robustmm.errors import ConfigError
+
+NOISE_MODES = ("one", "all")
+
+
+def gmc_contrastive(joint: Tensor, unimodal: list[Tensor], tau: float) -> Tensor:
+    """L_GMC (seed 000 eq. 3.29-3.32): for each modality m, NT-Xent between z_m and z_{1:M}.
+
+    Positive pairs are (z_{i,m}, z_{i,1:M}) in both directions; every other entry of the 2B×2B
+    similarity matrix except the trivial diagonal is a negative (eq. 3.30). Latents must be
+    L2-normalised. Averaged over the batch as in the public GMC code (the thesis sums; the
+    difference is a constant factor absorbed by the learning rate).
+    """
+    b = joint.shape[0]
+    eye = torch.eye(2 * b, dtype=torch.bool, device=joint.device)
+    total = joint.new_zeros(2 * b)
+    for z_m in unimodal:
+        both = torch.cat([joint, z_m], dim=0)
+        logits = (both @ both.T / tau).masked_fill(eye, float("-inf"))
+        positive = (joint * z_m).sum(dim=-1) / tau
+        total = total + torch.logsumexp(logits, dim=1) - torch.cat([positive, positive])
+    return total.mean()
+
+
+def reconstruction_loss(
+    recon: dict[str, Tensor], target: dict[str, Tensor], weights: dict[str, float]
+) -> tuple[Tensor, dict[str, float]]:
+    """Σ_m λ_m · mean_i ‖x̂_{i,m} − x_{i,m}‖² (squared error summed over a sample's elements)."""
+    total = None
+    parts = {}
+    for name, x_hat in recon.items():
+        err = F.mse_loss(x_hat, target[name], reduction="none").flatten(1).sum(1).mean()
+        parts[f"recon_{name}"] = float(err.detach())
+        term = weights[name] * err
+        total = term if total is None else total + term
+    assert total is not None
+    return total, parts
+
+
+def noisy_copy(
+    inputs: dict[str, Tensor], sigma: float, mode: str, ranges: dict[str, tuple[float, float]]
+) -> dict[str, Tensor]:
+    """A NEW dict with Gaussian noise added (the originals stay clean: denoising targets).
+
+    mode "one": one modality per sample, chosen uniformly (seed 000 §4.1.2); "all": every one.
+    Noise comes from the global torch RNG, which the training run seeds.
+    """
+    if sigma == 0:
+        return dict(inputs)
+    names = list(inputs)
+    n = len(next(iter(inputs.values())))
+    device = next(iter(inputs.values())).device
+    if mode == "one":
+        which = torch.randint(len(names), (n,), device=device)
+    elif mode != "all":
+        raise ConfigError(f"noise mode {mode!r} unknown; use one of {', '.join(NOISE_MODES)}")
+    out = {}
+    for k, name in enumerate(names):
+        x = inputs[name]
+        noise = sigma * torch.randn_like(x)
+        if mode == "one":
+            noise = noise * (which == k).view(-1, *([1] * (x.dim() - 1)))
+        lo, hi = ranges[name]
+        out[name] = (x + noise).clamp(lo, hi)
+    return out
+
+
+def check_weights(name: str, weights: dict[str, float] | None, modalities: tuple[str, ...]) -> dict[str, float]:
+    """Per-modality weights; None gives 1/M each. Unknown modality or a negative weight: error."""
+    if weights is None:
+        return {m: 1.0 / len(modalities) for m in modalities}
+    if not isinstance(weights, dict):
+        raise ConfigError(f"model option {name!r} must map modality -> weight, got {weights!r}")
+    unknown = sorted(set(weights) - set(modalities))
+    if unknown:
+        raise ConfigError(
+            f"model option {name!r} names modality {unknown[0]!r}; the dataset has {', '.join(modalities)}"
+        )
+    out = {}
+    for m in modalities:
+        w = weights.get(m, 0.0)
+        if not isinstance(w, (int, float)) or w < 0:
+            raise ConfigError(f"model option {name}.{m} must be a number ≥ 0, got {w!r}")
+        out[m] = float(w)
+    return out
