@@ -1,0 +1,191 @@
+"""Bring-your-own modalities from two `.npz` files (e.g. precomputed audio/visual embeddings).
+
+Layout: `<data_dir>/train.npz` and `<data_dir>/test.npz` (names configurable), each written with
+`np.savez(path, label=y, <modality>=x, ...)`: one array per modality whose first axis is the
+sample, plus an integer `label` array of the same length. Files are read with
+allow_pickle=False, so object arrays are refused rather than executed.
+
+Kind inference (the kind picks the encoder/decoder family), from the per-sample shape:
+    1-D            -> "vector"
+    3-D, 3 channels -> "rgb"      (C×H×W)
+    3-D otherwise   -> "image"    (e.g. 1×28×28, or a 1×32×128 spectrogram)
+Anything else (2-D per sample, 4-D, ...) has no obvious family: pass `kinds={"name": kind}`.
+`kinds` may name only some modalities; the others are inferred.
+
+Every modality is min-max scaled to [0, 1] with TRAIN statistics (`minmax_normalise`).
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robustmm.data.base import (
+    MODALITY_KINDS,
+    ModalitySpec,
+    MultimodalDataset,
+    Split,
+    minmax_normalise,
+    register_dataset,
+)
+from robustmm.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+LABEL = "label"
+
+
+def infer_kind(name: str, shape: tuple[int, ...]) -> str:
+    """The kind for a per-sample shape, or a DataError asking for an explicit `kinds` entry."""
+    if len(shape) == 1:
+        return "vector"
+    if len(shape) == 3:
+        return "rgb" if shape[0] == 3 else "image"
+    raise DataError(
+        f"npz: cannot infer the kind of modality {name!r} with per-sample shape {shape} "
+        f"(only 1-D -> vector and 3-D C×H×W -> image/rgb are inferred); "
+        f"pass the option kinds={{{name!r}: one of {', '.join(MODALITY_KINDS)}}}"
+    )
+
+
+def _read(path: Path, split: str) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise DataError(
+            f"npz: {split} file {path} not found; expected a directory holding the train and test files "
+            f"(options train_file/test_file), each written with np.savez(path, label=<N ints>, "
+            f"<modality>=<N×...>, ...)"
+        )
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"npz: {path} is a single .npy array, not an .npz archive of named arrays")
+        with loaded as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as e:  # object arrays (or a pickle) would need allow_pickle=True
+        raise DataError(f"npz: {path} holds pickled/object data ({e}); store plain numeric arrays") from e
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"npz: {path} is not a readable .npz file: {e}") from e
+    if LABEL not in arrays:
+        raise DataError(f"npz: {path} has no {LABEL!r} array (it has {', '.join(sorted(arrays)) or 'none'})")
+    labels = arrays[LABEL]
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"npz: {path}: {LABEL!r} must be a 1-D integer array, got dtype {labels.dtype} shape {labels.shape}; "
+            f"store class indices, e.g. y.astype(np.int64)"
+        )
+    if len(labels) == 0:
+        raise DataError(f"npz: {path} holds no samples")
+    if labels.min() < 0:
+        raise DataError(f"npz: {path}: labels must be class indices >= 0, found {int(labels.min())}")
+    return arrays
+
+
+def _check_modality(path: Path, name: str, x: np.ndarray, n: int) -> None:
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise DataError(f"npz: {path}: modality {name!r} has dtype {x.dtype}; store integers or floats")
+    if x.ndim < 2:
+        raise DataError(f"npz: {path}: modality {name!r} has shape {x.shape}; store N×features (e.g. x[:, None])")
+    if len(x) != n:
+        raise DataError(f"npz: {path}: modality {name!r} has {len(x)} samples but {LABEL!r} has {n}")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise DataError(f"npz: {path}: modality {name!r} contains NaN or inf values")
+
+
+def _select(modalities: Sequence[str] | str | None, train: Mapping[str, np.ndarray], train_path: Path) -> list[str]:
+    available = sorted(k for k in train if k != LABEL)
+    if modalities is None:
+        if not available:
+            raise DataError(f"npz: {train_path} holds only {LABEL!r}; at least one modality array is needed")
+        return available
+    names = [modalities] if isinstance(modalities, str) else list(modalities)
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"npz option modalities must be a non-empty list without repeats, got {names}")
+    for n in names:
+        if n == LABEL or n not in available:
+            raise ConfigError(f"npz: {train_path} has no modality {n!r}; it has {', '.join(available) or 'none'}")
+    return names
+
+
+@register_dataset(
+    "npz",
+    defaults={
+        "modalities": None,
+        "train_file": "train.npz",
+        "test_file": "test.npz",
+        "kinds": None,
+        "num_classes": None,
+    },
+    summary="bring your own modalities: train.npz/test.npz with one array per modality plus 'label'",
+    needs_data_dir=True,
+)
+def load(
+    *,
+    data_dir: Path,
+    modalities: Sequence[str] | None,
+    train_file: str,
+    test_file: str,
+    kinds: Mapping[str, str] | None,
+    num_classes: int | None,
+) -> MultimodalDataset:
+    """Read, validate, infer kinds and normalise; every problem is one DataError/ConfigError."""
+    paths = {"train": Path(data_dir) / train_file, "test": Path(data_dir) / test_file}
+    arrays = {split: _read(path, split) for split, path in paths.items()}
+    names = _select(modalities, arrays["train"], paths["train"])
+    test_extra = sorted(set(arrays["test"]) - set(arrays["train"]))
+    if modalities is None and test_extra:
+        raise DataError(
+            f"npz: {paths['test']} has modalities {test_extra} that {paths['train']} lacks; "
+            f"add them to the train file or name the ones to load with the option modalities"
+        )
+
+    for split, path in paths.items():
+        n = len(arrays[split][LABEL])
+        for name in names:
+            if name not in arrays[split]:
+                raise DataError(f"npz: modality {name!r} is in {paths['train']} but not in {path}")
+            _check_modality(path, name, arrays[split][name], n)
+    for name in names:
+        tr, te = arrays["train"][name].shape[1:], arrays["test"][name].shape[1:]
+        if tr != te:
+            raise DataError(f"npz: modality {name!r} has per-sample shape {tr} in train but {te} in test")
+
+    if kinds is not None and not isinstance(kinds, Mapping):
+        raise ConfigError(f"npz option kinds must be a mapping modality -> kind, got {kinds!r}")
+    kinds = dict(kinds or {})
+    unknown = sorted(set(kinds) - set(names))
+    if unknown:
+        raise ConfigError(f"npz option kinds names {unknown[0]!r}, which is not a loaded modality ({', '.join(names)})")
+    specs = []
+    for name in names:
+        shape = tuple(int(s) for s in arrays["train"][name].shape[1:])
+        specs.append(ModalitySpec(name, kinds.get(name) or infer_kind(name, shape), shape))
+
+    max_label = int(max(arrays[s][LABEL].max() for s in arrays))
+    if num_classes is None:
+        num_classes = max_label + 1
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes <= max_label:
+        raise ConfigError(f"npz option num_classes={num_classes!r} must be an integer > the largest label {max_label}")
+
+    raw = {s: {n: torch.from_numpy(arrays[s][n].astype(np.float32)) for n in names} for s in arrays}
+    train, test, stats = minmax_normalise(raw["train"], raw["test"])
+    labels = {s: torch.from_numpy(arrays[s][LABEL].astype(np.int64)) for s in arrays}
+    log.info(
+        "npz: %d train / %d test samples, modalities %s, %d classes",
+        len(labels["train"]),
+        len(labels["test"]),
+        ", ".join(f"{s.name}:{s.kind}{s.shape}" for s in specs),
+        num_classes,
+    )
+    return MultimodalDataset(
+        name="npz",
+        modalities=tuple(specs),
+        num_classes=int(num_classes),
+        train=Split(train, labels["train"]),
+        test=Split(test, labels["test"]),
+        info={"norm_stats": stats, "files": {"train": str(train_file), "test": str(test_file)}},
+    )
