@@ -149,7 +149,8 @@ def _dataclass_from(cls: type, section: str, values: Mapping[str, Any]) -> Any:
             raise ConfigError(f"{section}.{k} must be true or false, got {v!r}")
         if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
-        if isinstance(d, (int, float, str)) and not isinstance(d, bool) and not isinstance(v, type(d)):
+        typed = names[k].type != "Any"
+        if typed and isinstance(d, (int, float, str)) and not isinstance(d, bool) and not isinstance(v, type(d)):
             raise ConfigError(f"{section}.{k} must be a {type(d).__name__}, got {v!r}")
         out[k] = v
     return cls(**out)

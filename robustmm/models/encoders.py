@@ -35,15 +35,21 @@ def _image_dims(spec: ModalitySpec, divisor: int) -> tuple[int, int, int]:
 
 
 class Trunk(nn.Module):
-    """A kind-specific feature extractor with a known flat output width `out_features`."""
+    """A kind-specific feature extractor with a known flat output width `out_features`.
 
-    def __init__(self, layers: nn.Module, out_features: int) -> None:
+    Inputs are first mapped from the modality's value range to [-1, 1]: centred inputs keep
+    the contrastive latents from starting (and staying) collapsed onto one point.
+    """
+
+    def __init__(self, layers: nn.Module, out_features: int, value_range: tuple[float, float]) -> None:
         super().__init__()
         self.layers = layers
         self.out_features = out_features
+        lo, hi = value_range
+        self.centre, self.half_width = (lo + hi) / 2, (hi - lo) / 2
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x).flatten(1)
+        return self.layers((x - self.centre) / self.half_width).flatten(1)
 
 
 def make_trunk(spec: ModalitySpec, act: str = "silu") -> Trunk:
@@ -52,7 +58,7 @@ def make_trunk(spec: ModalitySpec, act: str = "silu") -> Trunk:
         layers = nn.Sequential(
             nn.Conv2d(c, 64, 4, 2, 1), activation(act), nn.Conv2d(64, 128, 4, 2, 1), activation(act)
         )
-        return Trunk(layers, 128 * (h // 4) * (w // 4))
+        return Trunk(layers, 128 * (h // 4) * (w // 4), spec.value_range)
     if spec.kind == "rgb":
         c, h, w = _image_dims(spec, 8)
         layers = nn.Sequential(
@@ -60,13 +66,13 @@ def make_trunk(spec: ModalitySpec, act: str = "silu") -> Trunk:
             nn.Conv2d(32, 64, 4, 2, 1), activation(act),
             nn.Conv2d(64, 128, 4, 2, 1), activation(act),
         )  # fmt: skip
-        return Trunk(layers, 128 * (h // 8) * (w // 8))
+        return Trunk(layers, 128 * (h // 8) * (w // 8), spec.value_range)
     if spec.kind == "vector":
         d = math.prod(spec.shape)
         layers = nn.Sequential(
             nn.Flatten(), nn.Linear(d, 512), activation(act), nn.Linear(512, 512), activation(act)
         )
-        return Trunk(layers, 512)
+        return Trunk(layers, 512, spec.value_range)
     if spec.kind == "sound":
         c, h, w = _image_dims(spec, 4)
         layers = nn.Sequential(
@@ -74,7 +80,7 @@ def make_trunk(spec: ModalitySpec, act: str = "silu") -> Trunk:
             nn.Conv2d(128, 128, (4, 1), (2, 1), (1, 0)), nn.BatchNorm2d(128), nn.ReLU(),
             nn.Conv2d(128, 256, (4, 1), (2, 1), (1, 0)), nn.BatchNorm2d(256), nn.ReLU(),
         )  # fmt: skip
-        return Trunk(layers, 256 * (h // 4))
+        return Trunk(layers, 256 * (h // 4), spec.value_range)
     raise ConfigError(f"no encoder for modality kind {spec.kind!r}")
 
 

@@ -1,0 +1,191 @@
+"""`robustmm list|run`: a thin front end over the library.
+
+Every RobustMMError becomes one line on stderr and exit code 2, before anything is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from robustmm.errors import ConfigError, RobustMMError
+
+log = logging.getLogger("robustmm")
+
+
+def _quiet() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes") or not sys.stderr.isatty()
+
+
+class ConsoleHooks:
+    """Progress on stderr: tqdm bars in a terminal, one line per epoch / attack group otherwise."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.quiet = _quiet()
+        self.started = time.perf_counter()
+
+    def _say(self, text: str) -> None:
+        print(f"[{time.perf_counter() - self.started:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_stage(self, seed: int, stage: str, total: int) -> None:
+        self._close()
+        if self.quiet:
+            self._say(f"seed {seed}: training {stage} ({total} epochs)")
+        else:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"seed {seed} {stage}", unit="epoch", file=sys.stderr)
+
+    def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float]) -> None:
+        shown = {k: v for k, v in metrics.items() if k in ("loss", "train_accuracy", "contrastive", "recon")}
+        text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            self.bar.update(1)
+        else:
+            self._say(f"seed {seed} {stage} epoch {epoch}: {text} ({metrics['epoch_seconds']:.1f}s)")
+
+    def on_eval(self, seed: int, description: str, done: int, total: int) -> None:
+        if self.quiet:
+            self._say(f"seed {seed} evaluating [{done}/{total}] {description}")
+            return
+        if self.bar is None or self.bar.total != total or not str(self.bar.desc).endswith("grid"):
+            self._close()
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"seed {seed} grid", unit="group", file=sys.stderr)
+        self.bar.set_postfix_str(description)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def on_seed_done(self, seed: int, rows: list[dict[str, Any]]) -> None:
+        self._close()
+        clean = [r["accuracy"] for r in rows if r["perturbation"] == "clean"]
+        self._say(f"seed {seed} done: clean accuracy {100 * clean[0]:.2f} %" if clean else f"seed {seed} done")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from robustmm.attacks import ATTACKS, GRIDS
+    from robustmm.data import DATASETS
+    from robustmm.models import MODELS
+
+    if args.what == "models":
+        for name, entry in MODELS.items():
+            print(f"{name:10s} {entry.summary}")
+    elif args.what == "datasets":
+        for name, entry in DATASETS.items():
+            need = " (needs --data-dir)" if entry.needs_data_dir else ""
+            print(f"{name:12s} {entry.summary}{need}")
+            print(f"{'':12s} options: " + ", ".join(f"{k}={v!r}" for k, v in entry.defaults.items()))
+    elif args.what == "attacks":
+        for name, entry in ATTACKS.items():
+            print(f"{name:10s} {entry.summary}")
+    else:
+        for name in GRIDS.names():
+            cells = GRIDS.get(name)(("image", "trajectory"))
+            doc = (GRIDS.get(name).__doc__ or "").strip().splitlines()
+            print(f"{name:8s} {len(cells):3d} cells on image+trajectory  {doc[0] if doc else ''}")
+    return 0
+
+
+def build_config(args: argparse.Namespace):
+    from robustmm import config as C
+
+    raw: dict[str, Any] = C.load_yaml(args.config) if args.config else {}
+    flags: dict[str, Any] = {}
+    if args.model:
+        flags["model"] = {"name": args.model}
+    if args.dataset:
+        flags["dataset"] = {"name": args.dataset}
+    if args.data_dir:
+        if not Path(args.data_dir).is_dir():
+            raise ConfigError(f"--data-dir {args.data_dir!r} is not a directory; point it at the dataset's files")
+        flags.setdefault("dataset", {})["data_dir"] = args.data_dir
+    if args.grid:
+        flags["eval"] = {"grid": args.grid}
+    if args.seeds is not None:
+        flags["seeds"] = args.seeds
+    if args.epochs is not None:
+        flags["train"] = {"epochs": args.epochs}
+    if args.classifier_epochs is not None:
+        flags["classifier"] = {"epochs": args.classifier_epochs}
+    if args.device:
+        flags["device"] = args.device
+    if "model" in flags and isinstance(raw.get("model"), dict) and raw["model"].get("name") not in (None, args.model):
+        raw["model"] = {}  # another model's options do not carry over
+    raw = C.merge(raw, flags)
+    for assignment in args.set or []:
+        C.apply_set(raw, assignment)
+    return C.from_dict(raw)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from robustmm import experiment
+
+    cfg = build_config(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    hooks = ConsoleHooks()
+    hooks._say(f"loading {cfg.dataset} and checking the config")
+    prep = experiment.prepare(cfg)
+    hooks._say(
+        f"{cfg.model} on {cfg.dataset} ({len(prep.dataset.train)} train / {len(prep.dataset.test)} test, "
+        f"modalities {', '.join(prep.dataset.modality_names)}), {len(prep.cells)} grid cells, "
+        f"seeds {', '.join(map(str, cfg.seeds))}, device {prep.device}"
+    )
+    experiment.run(cfg, out, hooks, prep)
+    print((out / "summary.md").read_text())
+    hooks._say(f"wrote {out / 'results.parquet'} and {out / 'summary.md'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="robustmm", description="Robustness sweeps for multimodal representation models.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every training epoch at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+    lp = sub.add_parser("list", help="list registered models, datasets, attacks or grids")
+    lp.add_argument("what", choices=["models", "datasets", "attacks", "grids"])
+    lp.set_defaults(func=cmd_list)
+    rp = sub.add_parser("run", help="train a model over seeds and evaluate it on a perturbation grid")
+    rp.add_argument("--config", help="run config YAML (see README); flags and --set override it")
+    rp.add_argument("--model", help="model name (robustmm list models); default gmcwd")
+    rp.add_argument("--dataset", help="dataset name (robustmm list datasets); default synth-mhd")
+    rp.add_argument("--data-dir", help="directory holding the dataset's files")
+    rp.add_argument("--grid", help="perturbation grid name (robustmm list grids); default smoke")
+    rp.add_argument("--seeds", help="seeds, e.g. 0-2 or 0,3,5; default 0")
+    rp.add_argument("--epochs", type=int, help="representation-stage epochs")
+    rp.add_argument("--classifier-epochs", type=int, help="classifier epochs")
+    rp.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    rp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. model.tau=0.2")
+    rp.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
+    rp.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except RobustMMError as e:
+        print(f"robustmm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robustmm: interrupted; results of finished seeds are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""One run config over its seeds: load data once, then per seed train -> freeze -> evaluate.
+
+Everything that can be wrong with the config is found in `prepare` — before any training.
+Results are written after every seed (atomically), so an interrupted run keeps what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from robustmm.attacks import Cell, parse_grid
+from robustmm.config import RunConfig
+from robustmm.data import load_dataset
+from robustmm.data.base import MultimodalDataset
+from robustmm.evaluate import evaluate_pipeline
+from robustmm.models.base import build_model
+from robustmm.results import summary_markdown, to_frame, write_parquet, write_text
+from robustmm.train import EpochCallback, resolve_device, seed_everything, train_pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    config: RunConfig
+    dataset: MultimodalDataset
+    cells: list[Cell]
+    device: Any
+
+
+class Hooks:
+    """What a front end (CLI progress bars, a Ray trainable) wants to hear about."""
+
+    def on_stage(self, seed: int, stage: str, total: int) -> None: ...
+    def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_eval(self, seed: int, description: str, done: int, total: int) -> None: ...
+    def on_seed_done(self, seed: int, rows: list[dict[str, Any]]) -> None: ...
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Load the data and check the model options and the grid against it; trains nothing."""
+    device = resolve_device(cfg.device)
+    dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, options=cfg.dataset_options)
+    build_model(cfg.model, dataset.modalities, cfg.model_options)  # validates the options
+    cells = parse_grid(cfg.eval.grid, dataset.modality_names)
+    return Prepared(cfg, dataset.to(device), cells, device)
+
+
+def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    cfg, hooks = prep.config, hooks or Hooks()
+    seed_everything(seed)
+    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options).to(prep.device)
+
+    def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
+        hooks.on_epoch(seed, stage, epoch, metrics)
+
+    hooks.on_stage(seed, "representation", cfg.train.epochs)
+    pipe = train_pipeline(model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=_staged(hooks, seed, cfg, on_epoch))
+    start = time.perf_counter()
+    rows = evaluate_pipeline(
+        pipe.model,
+        pipe.classifier,
+        prep.dataset,
+        prep.cells,
+        seed=seed,
+        batch_size=cfg.eval.batch_size,
+        max_samples=cfg.eval.max_samples,
+        batched=cfg.eval.batched,
+        progress=lambda d, done, total: hooks.on_eval(seed, d, done, total),
+        labels={"model": cfg.model, "dataset": cfg.dataset},
+    )
+    info = {"seed": seed, "train_seconds": pipe.seconds, "eval_seconds": time.perf_counter() - start, "history": pipe.history}
+    hooks.on_seed_done(seed, rows)
+    return rows, info
+
+
+def _staged(hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback) -> EpochCallback:
+    """Announce the classifier stage when the representation stage's last epoch is in."""
+
+    def cb(stage: str, epoch: int, metrics: dict[str, float]) -> None:
+        on_epoch(stage, epoch, metrics)
+        if stage == "representation" and epoch == cfg.train.epochs:
+            hooks.on_stage(seed, "classifier", cfg.classifier.epochs)
+
+    if cfg.train.epochs == 0:
+        hooks.on_stage(seed, "classifier", cfg.classifier.epochs)
+    return cb
+
+
+def run(cfg: RunConfig, out_dir: str | Path, hooks: Hooks | None = None, prep: Prepared | None = None) -> pd.DataFrame:
+    """Train and evaluate every seed; write results.parquet, summary.md, config.yaml, history.json."""
+    prep = prep or prepare(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    all_rows: list[dict[str, Any]] = []
+    infos = []
+    for seed in cfg.seeds:
+        rows, info = run_seed(prep, seed, hooks)
+        all_rows += rows
+        infos.append(info)
+        df = to_frame(all_rows)
+        write_parquet(df, out / "results.parquet")
+        write_text(out / "summary.md", summary_markdown(df))
+        write_text(out / "history.json", json.dumps(infos, indent=1))
+    return to_frame(all_rows)

@@ -1,0 +1,187 @@
+"""Result rows <-> pandas <-> parquet, and the thesis-style mean ± std tables.
+
+One row per (model, dataset, seed, perturbation, target, parameters). Columns (`COLUMNS`):
+
+| column       | type    | meaning                                                            |
+| ------------ | ------- | ------------------------------------------------------------------ |
+| model        | string  | registry name of the representation model                          |
+| dataset      | string  | registry name of the dataset                                       |
+| seed         | int64   | run seed (initialisation, shuffling, noise, attack randomness)     |
+| perturbation | string  | clean, missing, gaussian, fgsm, bim, pgd, fgm, pgd_l2              |
+| target       | string  | perturbed (or missing) modalities joined by "+"; "none" for clean  |
+| eps          | float64 | attack budget ε (L∞ or L2 by attack); NaN where not applicable     |
+| alpha        | float64 | step size α of iterative attacks; NaN otherwise                    |
+| sigma        | float64 | Gaussian noise σ; NaN otherwise                                    |
+| steps        | float64 | iterations K of iterative attacks; NaN otherwise                   |
+| restarts     | float64 | random restarts of PGD attacks; NaN otherwise                      |
+| accuracy     | float64 | fraction of test samples classified correctly, in [0, 1]           |
+| correct      | int64   | number classified correctly                                        |
+| n            | int64   | number of test samples evaluated                                   |
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustmm.errors import DataError
+
+COLUMNS: dict[str, str] = {
+    "model": "string",
+    "dataset": "string",
+    "seed": "int64",
+    "perturbation": "string",
+    "target": "string",
+    "eps": "float64",
+    "alpha": "float64",
+    "sigma": "float64",
+    "steps": "float64",
+    "restarts": "float64",
+    "accuracy": "float64",
+    "correct": "int64",
+    "n": "int64",
+}
+PARAMS = ("eps", "alpha", "sigma", "steps", "restarts")
+CELL_KEYS = ("perturbation", "target", *PARAMS)
+ATTACK_ORDER = ("gaussian", "fgsm", "bim", "pgd", "fgm", "pgd_l2")
+TITLES = {
+    "gaussian": "Gaussian noise",
+    "fgsm": "FGSM (L∞)",
+    "bim": "BIM (L∞)",
+    "pgd": "PGD (L∞)",
+    "fgm": "FGM (L2)",
+    "pgd_l2": "PGD (L2)",
+}
+
+
+def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows -> a frame with exactly `COLUMNS`, in order and typed; a missing column is an error."""
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"result rows lack column(s) {', '.join(missing)}")
+    return df[list(COLUMNS)].astype(COLUMNS)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write atomically (temp file + rename) so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        to_frame(df.to_dict("records")).to_parquet(tmp, engine="pyarrow", index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no results file at {str(path)!r}")
+    return to_frame(pd.read_parquet(path, engine="pyarrow").to_dict("records"))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation (population, ddof=0) of accuracy across seeds, per cell."""
+    keys = ["model", "dataset", *CELL_KEYS]
+    g = df.groupby(keys, dropna=False, sort=False)["accuracy"]
+    out = g.agg(mean="mean", std=lambda s: float(s.std(ddof=0)), seeds="count").reset_index()
+    return out
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def _column_label(row: Mapping[str, Any], show_steps: bool) -> str:
+    parts = []
+    if not math.isnan(row["sigma"]):
+        parts.append(f"σ={_num(row['sigma'])}")
+    if not math.isnan(row["eps"]):
+        parts.append(f"ε={_num(row['eps'])}")
+    if not math.isnan(row["alpha"]):
+        parts.append(f"α={_num(row['alpha'])}")
+    if show_steps and not math.isnan(row["steps"]):
+        parts.append(f"K={int(row['steps'])}")
+    if not math.isnan(row["restarts"]) and row["restarts"] > 1:
+        parts.append(f"R={int(row['restarts'])}")
+    return ", ".join(parts) or "-"
+
+
+def _cell(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    return "\n".join(lines)
+
+
+def summary_markdown(df: pd.DataFrame) -> str:
+    """Tables in the layout of the thesis (seed 000 Tables 5.1-5.5): accuracy in %, mean ± std
+    over seeds. One table for clean + missing modality (models × conditions), then one per
+    attack (target modality × model rows, one column per parameter setting)."""
+    if df.empty:
+        return "_no results_\n"
+    s = summarise(df)
+    models = list(dict.fromkeys(s["model"]))
+    seeds = sorted(set(df["seed"]))
+    out = [f"Accuracy (%) on the test split, mean ± std over {len(seeds)} seed(s): {', '.join(map(str, seeds))}."]
+
+    cond = s[s["perturbation"].isin(["clean", "missing"])]
+    if not cond.empty:
+        labels = ["clean"] + [f"{t} missing" for t in dict.fromkeys(cond[cond["perturbation"] == "missing"]["target"])]
+        body = []
+        for m in models:
+            r = [m]
+            for lab in labels:
+                pert, tgt = ("clean", "none") if lab == "clean" else ("missing", lab.removesuffix(" missing"))
+                hit = cond[(cond["model"] == m) & (cond["perturbation"] == pert) & (cond["target"] == tgt)]
+                r.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0]) if len(hit) else "")
+            body.append(r)
+        out += ["## Clean and missing modality", _markdown(["model", *labels], body)]
+
+    attacks = [a for a in ATTACK_ORDER if a in set(s["perturbation"])]
+    attacks += sorted(set(s["perturbation"]) - set(ATTACK_ORDER) - {"clean", "missing"})
+    for attack in attacks:
+        part = s[s["perturbation"] == attack]
+        show_steps = part["steps"].nunique(dropna=True) > 1
+        part = part.assign(column=[_column_label(r, show_steps) for r in part.to_dict("records")])
+        part = part.sort_values(["eps", "alpha", "sigma", "steps", "restarts"], na_position="first", kind="stable")
+        columns = list(dict.fromkeys(part["column"]))
+        steps = part["steps"].dropna().unique()
+        title = TITLES.get(attack, attack)
+        if len(steps) == 1:
+            title += f", K={int(steps[0])}"
+        body = []
+        for tgt in dict.fromkeys(part["target"]):
+            for m in models:
+                sub = part[(part["target"] == tgt) & (part["model"] == m)]
+                if sub.empty:
+                    continue
+                by_col = {r["column"]: _cell(r["mean"], r["std"]) for r in sub.to_dict("records")}
+                body.append([tgt, m, *[by_col.get(c, "") for c in columns]])
+        out += [f"## {title}", _markdown(["target", "model", *columns], body)]
+    return "\n\n".join(out) + "\n"

@@ -1,0 +1,191 @@
+"""The two-stage pipeline: fit the representation without labels, freeze it, fit the classifier.
+
+Data stay whole tensors on the run's device; a batch is a slice of index tensors, so there is
+no per-sample Python work in the hot loop. The run seed fixes initialisation, shuffling and
+training noise: the same seed on the same CPU gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from robustmm.config import OptimConfig
+from robustmm.data.base import MultimodalDataset, Split
+from robustmm.errors import TrainingError
+from robustmm.models.base import Classifier, RepresentationModel
+
+log = logging.getLogger(__name__)
+
+# (stage, epoch, metrics) after each epoch; stage is "representation" or "classifier".
+EpochCallback = Callable[[str, int, dict[str, float]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from robustmm.errors import ConfigError
+
+        raise ConfigError(f"device {name!r} asked for but no CUDA device is available; use --set device=cpu")
+    return torch.device(name)
+
+
+def make_optimizer(params: Iterator[nn.Parameter] | list[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[Tensor]:
+    """Index batches over a fresh permutation; the last partial batch is dropped when it is a
+    single sample (contrastive losses need pairs, BatchNorm needs two values)."""
+    order = torch.randperm(n, generator=generator).to(device)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        if len(idx) > 1:
+            yield idx
+
+
+def _check_finite(loss: Tensor, stage: str, epoch: int, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"{stage} loss became {float(loss.detach())} at epoch {epoch}, step {step}; "
+            "lower the learning rate (train.lr) or the loss weights"
+        )
+
+
+def run_epochs(
+    stage: str,
+    module: nn.Module,
+    loss_fn: Callable[[Tensor], tuple[Tensor, dict[str, float]]],
+    n: int,
+    cfg: OptimConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    on_epoch: EpochCallback | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> list[dict[str, float]]:
+    """The one training loop both stages use: shuffle, step, average metrics, report per epoch."""
+    opt = optimizer or make_optimizer(list(module.parameters()), cfg)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        module.train()
+        start = time.perf_counter()
+        sums: dict[str, float] = {}
+        steps = 0
+        for step, idx in enumerate(shuffled_batches(n, cfg.batch_size, gen, device)):
+            loss, metrics = loss_fn(idx)
+            _check_finite(loss, stage, epoch, step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+            for k, v in {"loss": float(loss.detach()), **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + v
+        record = {k: v / max(steps, 1) for k, v in sums.items()}
+        record["epoch_seconds"] = time.perf_counter() - start
+        history.append(record)
+        log.info("%s epoch %d/%d: %s", stage, epoch, cfg.epochs, _fmt(record))
+        if on_epoch is not None:
+            on_epoch(stage, epoch, record)
+    module.eval()
+    return history
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+
+
+def fit_representation(
+    model: RepresentationModel, train: Split, cfg: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
+) -> list[dict[str, float]]:
+    device = train.labels.device
+
+    def loss_fn(idx: Tensor) -> tuple[Tensor, dict[str, float]]:
+        batch = {name: x[idx] for name, x in train.inputs.items()}
+        batch["label"] = train.labels[idx]
+        return model.loss(batch)
+
+    return run_epochs("representation", model, loss_fn, len(train), cfg, seed=seed, device=device, on_epoch=on_epoch)
+
+
+@torch.no_grad()
+def encode_all(model: RepresentationModel, split: Split, batch_size: int = 1024) -> Tensor:
+    """Frozen latents of a whole split (all modalities present), in eval mode."""
+    model.eval()
+    parts = []
+    for start in range(0, len(split), batch_size):
+        parts.append(model.encode({k: v[start : start + batch_size] for k, v in split.inputs.items()}))
+    return torch.cat(parts)
+
+
+def fit_classifier(
+    model: RepresentationModel,
+    train: Split,
+    num_classes: int,
+    cfg: OptimConfig,
+    *,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[Classifier, list[dict[str, float]]]:
+    """Train the MLP on latents of the frozen model: the latents are computed once."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    z = encode_all(model, train)
+    labels = train.labels
+    torch.manual_seed(seed)
+    clf = Classifier(z.shape[1], num_classes).to(z.device)
+    ce = nn.CrossEntropyLoss()
+
+    def loss_fn(idx: Tensor) -> tuple[Tensor, dict[str, float]]:
+        logits = clf(z[idx])
+        loss = ce(logits, labels[idx])
+        acc = (logits.argmax(1) == labels[idx]).float().mean()
+        return loss, {"train_accuracy": float(acc)}
+
+    history = run_epochs("classifier", clf, loss_fn, len(labels), cfg, seed=seed + 1, device=z.device, on_epoch=on_epoch)
+    for p in clf.parameters():
+        p.requires_grad_(False)
+    return clf, history
+
+
+@dataclass
+class Pipeline:
+    """A trained, frozen representation model and its downstream classifier."""
+
+    model: RepresentationModel
+    classifier: Classifier
+    history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train_pipeline(
+    model: RepresentationModel,
+    dataset: MultimodalDataset,
+    train_cfg: OptimConfig,
+    classifier_cfg: OptimConfig,
+    *,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> Pipeline:
+    """Stage 1 then stage 2 on `dataset.train` (already on the run's device)."""
+    start = time.perf_counter()
+    rep = fit_representation(model, dataset.train, train_cfg, seed=seed, on_epoch=on_epoch)
+    clf, cls_hist = fit_classifier(model, dataset.train, dataset.num_classes, classifier_cfg, seed=seed, on_epoch=on_epoch)
+    return Pipeline(model, clf, {"representation": rep, "classifier": cls_hist}, time.perf_counter() - start)
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds the global torch RNG (initialisation, training noise) for one run."""
+    torch.manual_seed(seed)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from robustmm.errors import DataError
+from robustmm.results import COLUMNS, read_parquet, summarise, summary_markdown, to_frame, write_parquet
+
+NAN = math.nan
+
+
+def row(seed, pert, target, acc, eps=NAN, alpha=NAN, sigma=NAN, steps=NAN, model="gmcwd"):
+    return dict(model=model, dataset="synth-mhd", seed=seed, perturbation=pert, target=target, eps=eps,
+                alpha=alpha, sigma=sigma, steps=steps, restarts=NAN, accuracy=acc, correct=int(acc * 100), n=100)
+
+
+ROWS = [
+    *(row(s, "clean", "none", 0.98 + 0.01 * s) for s in (0, 1)),
+    *(row(s, "missing", "image", 0.90) for s in (0, 1)),
+    *(row(s, "missing", "trajectory", 0.80) for s in (0, 1)),
+    *(row(s, "fgsm", "image", 0.7 - 0.1 * s, eps=0.1) for s in (0, 1)),
+    *(row(s, "fgsm", "image", 0.4, eps=0.2) for s in (0, 1)),
+    *(row(s, "pgd", "trajectory", 0.3, eps=0.1, alpha=0.01, steps=10) for s in (0, 1)),
+]
+
+
+def test_parquet_round_trip_keeps_schema(tmp_path):
+    df = to_frame(ROWS)
+    path = write_parquet(df, tmp_path / "r" / "results.parquet")
+    back = read_parquet(path)
+    assert list(back.columns) == list(COLUMNS)
+    assert {c: str(t) for c, t in back.dtypes.items()} == {c: ("string" if t == "string" else t) for c, t in COLUMNS.items()}
+    pd.testing.assert_frame_equal(back, df)
+    assert not list(tmp_path.glob("r/.*tmp"))
+
+
+def test_missing_column_and_file_errors(tmp_path):
+    with pytest.raises(DataError, match="lack column"):
+        to_frame([{"model": "x"}])
+    with pytest.raises(DataError, match="no results file"):
+        read_parquet(tmp_path / "none.parquet")
+
+
+def test_mean_std_over_seeds():
+    s = summarise(to_frame(ROWS))
+    clean = s[s["perturbation"] == "clean"].iloc[0]
+    assert clean["mean"] == pytest.approx(0.985) and clean["std"] == pytest.approx(0.005) and clean["seeds"] == 2
+    fgsm = s[(s["perturbation"] == "fgsm") & (s["eps"] == 0.1)].iloc[0]
+    assert fgsm["mean"] == pytest.approx(0.65)
+
+
+def test_markdown_tables_in_thesis_layout():
+    md = summary_markdown(to_frame(ROWS))
+    assert "## Clean and missing modality" in md
+    assert "| model | clean | image missing | trajectory missing |" in md
+    assert "| gmcwd | 98.50 ± 0.50 | 90.00 ± 0.00 | 80.00 ± 0.00 |" in md
+    assert "## FGSM (L∞)" in md and "| target | model | ε=0.1 | ε=0.2 |" in md
+    assert "| image | gmcwd | 65.00 ± 5.00 | 40.00 ± 0.00 |" in md
+    assert "## PGD (L∞), K=10" in md and "ε=0.1, α=0.01" in md
