@@ -4,7 +4,7 @@ Layout (YAML and dotted --set keys share it):
 
     model:      {name: gmcwd, <model options>}
     dataset:    {name: synth-mhd, data_dir: null, <dataset options>}
-    train:      {optimizer: adam, lr: 0.001, momentum: 0.9, weight_decay: 0.0, epochs: 10, batch_size: 64}
+    train:      {optimizer: adam, lr: 0.001, momentum: 0.9, weight_decay: 0.0, epochs: 5, batch_size: 64}
     classifier: {optimizer: adam, lr: 0.001, momentum: 0.9, weight_decay: 0.0, epochs: 10, batch_size: 64}
     eval:       {grid: smoke, batch_size: 512, max_samples: null, batched: true}
     seeds:      [0, 1, 2]        # or "0-2"
@@ -72,7 +72,7 @@ class RunConfig:
     dataset: str = "synth-mhd"
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
-    train: OptimConfig = OptimConfig()
+    train: OptimConfig = OptimConfig(epochs=5)
     classifier: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     seeds: tuple[int, ...] = (0,)
@@ -136,12 +136,12 @@ def _section(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _dataclass_from(cls: type, section: str, values: Mapping[str, Any]) -> Any:
+def _dataclass_from(cls: type, section: str, values: Mapping[str, Any], defaults: Any = None) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ConfigError(f"{section} has no key {unknown[0]!r}; its keys: {', '.join(sorted(names))}")
-    defaults = cls()
+    defaults = defaults if defaults is not None else cls()
     out = {}
     for k, v in values.items():
         d = getattr(defaults, k)
@@ -153,7 +153,7 @@ def _dataclass_from(cls: type, section: str, values: Mapping[str, Any]) -> Any:
         if typed and isinstance(d, (int, float, str)) and not isinstance(d, bool) and not isinstance(v, type(d)):
             raise ConfigError(f"{section}.{k} must be a {type(d).__name__}, got {v!r}")
         out[k] = v
-    return cls(**out)
+    return dataclasses.replace(defaults, **out)
 
 
 def from_dict(raw: Mapping[str, Any]) -> RunConfig:
@@ -173,7 +173,7 @@ def from_dict(raw: Mapping[str, Any]) -> RunConfig:
         dataset=str(dataset_name),
         dataset_options=dataset,
         data_dir=None if data_dir is None else str(data_dir),
-        train=_dataclass_from(OptimConfig, "train", _section(raw, "train")),
+        train=_dataclass_from(OptimConfig, "train", _section(raw, "train"), RunConfig.train),
         classifier=_dataclass_from(OptimConfig, "classifier", _section(raw, "classifier")),
         eval=_dataclass_from(EvalConfig, "eval", _section(raw, "eval")),
         seeds=parse_seeds(raw.get("seeds", 0)),

@@ -33,11 +33,16 @@ def gmc_contrastive(joint: Tensor, unimodal: list[Tensor], tau: float) -> Tensor
 def reconstruction_loss(
     recon: dict[str, Tensor], target: dict[str, Tensor], weights: dict[str, float]
 ) -> tuple[Tensor, dict[str, float]]:
-    """Σ_m λ_m · mean_i ‖x̂_{i,m} − x_{i,m}‖² (squared error summed over a sample's elements)."""
+    """Σ_m λ_m · mean over samples and elements of (x̂_{i,m} − x_{i,m})².
+
+    Averaging over elements keeps a 784-pixel image and a 200-value trajectory on one scale,
+    so λ_m alone sets each modality's share; summed per-sample errors dominated the
+    contrastive term and slowed its learning several-fold.
+    """
     total = None
     parts = {}
     for name, x_hat in recon.items():
-        err = F.mse_loss(x_hat, target[name], reduction="none").flatten(1).sum(1).mean()
+        err = F.mse_loss(x_hat, target[name])
         parts[f"recon_{name}"] = float(err.detach())
         term = weights[name] * err
         total = term if total is None else total + term
