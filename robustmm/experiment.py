@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,9 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
         hooks.on_epoch(seed, stage, epoch, metrics)
 
     hooks.on_stage(seed, "representation", cfg.train.epochs)
-    pipe = train_pipeline(model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=_staged(hooks, seed, cfg, on_epoch))
+    pipe = train_pipeline(
+        model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=_staged(hooks, seed, cfg, on_epoch)
+    )
     start = time.perf_counter()
     rows = evaluate_pipeline(
         pipe.model,
@@ -78,7 +79,12 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
         progress=lambda d, done, total: hooks.on_eval(seed, d, done, total),
         labels={"model": cfg.model, "dataset": cfg.dataset},
     )
-    info = {"seed": seed, "train_seconds": pipe.seconds, "eval_seconds": time.perf_counter() - start, "history": pipe.history}
+    info = {
+        "seed": seed,
+        "train_seconds": pipe.seconds,
+        "eval_seconds": time.perf_counter() - start,
+        "history": pipe.history,
+    }
     hooks.on_seed_done(seed, rows)
     return rows, info
 

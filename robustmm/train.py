@@ -154,7 +154,9 @@ def fit_classifier(
         acc = (logits.argmax(1) == labels[idx]).float().mean()
         return loss, {"train_accuracy": float(acc)}
 
-    history = run_epochs("classifier", clf, loss_fn, len(labels), cfg, seed=seed + 1, device=z.device, on_epoch=on_epoch)
+    history = run_epochs(
+        "classifier", clf, loss_fn, len(labels), cfg, seed=seed + 1, device=z.device, on_epoch=on_epoch
+    )
     for p in clf.parameters():
         p.requires_grad_(False)
     return clf, history
@@ -182,7 +184,9 @@ def train_pipeline(
     """Stage 1 then stage 2 on `dataset.train` (already on the run's device)."""
     start = time.perf_counter()
     rep = fit_representation(model, dataset.train, train_cfg, seed=seed, on_epoch=on_epoch)
-    clf, cls_hist = fit_classifier(model, dataset.train, dataset.num_classes, classifier_cfg, seed=seed, on_epoch=on_epoch)
+    clf, cls_hist = fit_classifier(
+        model, dataset.train, dataset.num_classes, classifier_cfg, seed=seed, on_epoch=on_epoch
+    )
     return Pipeline(model, clf, {"representation": rep, "classifier": cls_hist}, time.perf_counter() - start)
 
 

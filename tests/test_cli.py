@@ -8,8 +8,18 @@ import pytest
 from robustmm.cli import main
 from robustmm.results import COLUMNS
 
-TINY = ["--set", "dataset.n_train=400", "--set", "dataset.n_test=100", "--set", "train.batch_size=100",
-        "--set", "classifier.batch_size=100", "--set", "model.head_hidden=32"]
+TINY = [
+    "--set",
+    "dataset.n_train=400",
+    "--set",
+    "dataset.n_test=100",
+    "--set",
+    "train.batch_size=100",
+    "--set",
+    "classifier.batch_size=100",
+    "--set",
+    "model.head_hidden=32",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +28,9 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CI", "true")
 
 
-@pytest.mark.parametrize("what, expect", [("models", "gmcwd"), ("datasets", "synth-mhd"), ("attacks", "pgd_l2"),
-                                          ("grids", "thesis")])
+@pytest.mark.parametrize(
+    "what, expect", [("models", "gmcwd"), ("datasets", "synth-mhd"), ("attacks", "pgd_l2"), ("grids", "thesis")]
+)
 def test_list(what, expect, capsys):
     assert main(["list", what]) == 0
     assert expect in capsys.readouterr().out
@@ -27,8 +38,26 @@ def test_list(what, expect, capsys):
 
 def test_run_writes_parquet_summary_and_config(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", "--model", "gmcwd", "--dataset", "synth-mhd", "--grid", "smoke", "--seeds", "0-1",
-                 "--epochs", "1", "--classifier-epochs", "1", "--out", str(out), *TINY])
+    code = main(
+        [
+            "run",
+            "--model",
+            "gmcwd",
+            "--dataset",
+            "synth-mhd",
+            "--grid",
+            "smoke",
+            "--seeds",
+            "0-1",
+            "--epochs",
+            "1",
+            "--classifier-epochs",
+            "1",
+            "--out",
+            str(out),
+            *TINY,
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert "## Clean and missing modality" in captured.out

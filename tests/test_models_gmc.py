@@ -105,7 +105,7 @@ def test_noise_mode_one_corrupts_one_modality_per_sample(toy):
     from robustmm.models.losses import noisy_copy
 
     torch.manual_seed(0)
-    b = {k: torch.full((50, *s.shape), 0.5) for k, s in zip(toy.modality_names, toy.modalities)}
+    b = {k: torch.full((50, *s.shape), 0.5) for k, s in zip(toy.modality_names, toy.modalities, strict=True)}
     noisy = noisy_copy(b, 0.3, "one", toy.value_ranges)
     changed = torch.stack([(noisy[k] != b[k]).flatten(1).any(1) for k in b], dim=1)
     assert torch.equal(changed.sum(1), torch.ones(50, dtype=torch.long))

@@ -12,8 +12,21 @@ NAN = math.nan
 
 
 def row(seed, pert, target, acc, eps=NAN, alpha=NAN, sigma=NAN, steps=NAN, model="gmcwd"):
-    return dict(model=model, dataset="synth-mhd", seed=seed, perturbation=pert, target=target, eps=eps,
-                alpha=alpha, sigma=sigma, steps=steps, restarts=NAN, accuracy=acc, correct=int(acc * 100), n=100)
+    return dict(
+        model=model,
+        dataset="synth-mhd",
+        seed=seed,
+        perturbation=pert,
+        target=target,
+        eps=eps,
+        alpha=alpha,
+        sigma=sigma,
+        steps=steps,
+        restarts=NAN,
+        accuracy=acc,
+        correct=int(acc * 100),
+        n=100,
+    )
 
 
 ROWS = [
@@ -31,7 +44,9 @@ def test_parquet_round_trip_keeps_schema(tmp_path):
     path = write_parquet(df, tmp_path / "r" / "results.parquet")
     back = read_parquet(path)
     assert list(back.columns) == list(COLUMNS)
-    assert {c: str(t) for c, t in back.dtypes.items()} == {c: ("string" if t == "string" else t) for c, t in COLUMNS.items()}
+    assert {c: str(t) for c, t in back.dtypes.items()} == {
+        c: ("string" if t == "string" else t) for c, t in COLUMNS.items()
+    }
     pd.testing.assert_frame_equal(back, df)
     assert not list(tmp_path.glob("r/.*tmp"))
 

@@ -42,9 +42,7 @@ class RepresentationModel(nn.Module, ABC):
     def __init__(self, specs: tuple[ModalitySpec, ...], options: ModelOptions) -> None:
         super().__init__()
         if len(specs) < 2:
-            raise ConfigError(
-                f"{type(self).__name__} needs at least 2 modalities; the dataset gives {len(specs)}"
-            )
+            raise ConfigError(f"{type(self).__name__} needs at least 2 modalities; the dataset gives {len(specs)}")
         options.check(specs)
         self.specs = tuple(specs)
         self.names = tuple(s.name for s in specs)
@@ -67,9 +65,7 @@ class RepresentationModel(nn.Module, ABC):
             return self.names
         unknown = [p for p in present if p not in self.names]
         if unknown or not present:
-            raise ConfigError(
-                f"cannot encode with modalities {present!r}; choose a non-empty subset of {self.names}"
-            )
+            raise ConfigError(f"cannot encode with modalities {present!r}; choose a non-empty subset of {self.names}")
         return tuple(n for n in self.names if n in present)
 
 
@@ -101,9 +97,7 @@ def _coerce(name: str, field: dataclasses.Field, value: Any, default: Any) -> An
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
     if default is not None and not isinstance(value, type(default)) and not isinstance(default, Mapping):
-        raise ConfigError(
-            f"model option {name!r} must be a {type(default).__name__}, got {value!r}"
-        )
+        raise ConfigError(f"model option {name!r} must be a {type(default).__name__}, got {value!r}")
     return value
 
 
@@ -119,7 +113,9 @@ def make_options(cls: type[RepresentationModel], model_name: str, options: Mappi
     return cls.Options(**values)
 
 
-def build_model(name: str, specs: tuple[ModalitySpec, ...], options: Mapping[str, Any] | None = None) -> RepresentationModel:
+def build_model(
+    name: str, specs: tuple[ModalitySpec, ...], options: Mapping[str, Any] | None = None
+) -> RepresentationModel:
     entry = MODELS.get(name)
     return entry.cls(tuple(specs), make_options(entry.cls, name, options or {}))
 

@@ -55,9 +55,7 @@ class Trunk(nn.Module):
 def make_trunk(spec: ModalitySpec, act: str = "silu") -> Trunk:
     if spec.kind == "image":
         c, h, w = _image_dims(spec, 4)
-        layers = nn.Sequential(
-            nn.Conv2d(c, 64, 4, 2, 1), activation(act), nn.Conv2d(64, 128, 4, 2, 1), activation(act)
-        )
+        layers = nn.Sequential(nn.Conv2d(c, 64, 4, 2, 1), activation(act), nn.Conv2d(64, 128, 4, 2, 1), activation(act))
         return Trunk(layers, 128 * (h // 4) * (w // 4), spec.value_range)
     if spec.kind == "rgb":
         c, h, w = _image_dims(spec, 8)
@@ -69,9 +67,7 @@ def make_trunk(spec: ModalitySpec, act: str = "silu") -> Trunk:
         return Trunk(layers, 128 * (h // 8) * (w // 8), spec.value_range)
     if spec.kind == "vector":
         d = math.prod(spec.shape)
-        layers = nn.Sequential(
-            nn.Flatten(), nn.Linear(d, 512), activation(act), nn.Linear(512, 512), activation(act)
-        )
+        layers = nn.Sequential(nn.Flatten(), nn.Linear(d, 512), activation(act), nn.Linear(512, 512), activation(act))
         return Trunk(layers, 512, spec.value_range)
     if spec.kind == "sound":
         c, h, w = _image_dims(spec, 4)
