@@ -77,7 +77,7 @@ def main() -> None:
         path = Path(__file__).with_name("RESULTS.md")
         with path.open("a") as f:
             f.write(line + "\n")
-        print(f"recorded in bench/RESULTS.md")
+        print("recorded in bench/RESULTS.md")
 
 
 if __name__ == "__main__":

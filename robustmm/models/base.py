@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from robustmm.data.base import ModalitySpec
@@ -153,7 +152,3 @@ class Chain(nn.Module):
     def forward(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
         return self.classifier(self.model.encode(inputs, present))
 
-
-def per_sample_choice(n: int, k: int, device: torch.device) -> Tensor:
-    """Index in [0, k) per sample from the global (seeded) torch RNG."""
-    return torch.randint(k, (n,), device=device)
