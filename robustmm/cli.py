@@ -30,7 +30,7 @@ class ConsoleHooks:
         self.quiet = _quiet()
         self.started = time.perf_counter()
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
         print(f"[{time.perf_counter() - self.started:7.1f}s] {text}", file=sys.stderr, flush=True)
 
     def _close(self) -> None:
@@ -41,7 +41,7 @@ class ConsoleHooks:
     def on_stage(self, seed: int, stage: str, total: int) -> None:
         self._close()
         if self.quiet:
-            self._say(f"seed {seed}: training {stage} ({total} epochs)")
+            self.say(f"seed {seed}: training {stage} ({total} epochs)")
         else:
             from tqdm import tqdm
 
@@ -54,11 +54,11 @@ class ConsoleHooks:
             self.bar.set_postfix_str(text)
             self.bar.update(1)
         else:
-            self._say(f"seed {seed} {stage} epoch {epoch}: {text} ({metrics['epoch_seconds']:.1f}s)")
+            self.say(f"seed {seed} {stage} epoch {epoch}: {text} ({metrics['epoch_seconds']:.1f}s)")
 
     def on_eval(self, seed: int, description: str, done: int, total: int) -> None:
         if self.quiet:
-            self._say(f"seed {seed} evaluating [{done}/{total}] {description}")
+            self.say(f"seed {seed} evaluating [{done}/{total}] {description}")
             return
         if self.bar is None or self.bar.total != total or not str(self.bar.desc).endswith("grid"):
             self._close()
@@ -72,7 +72,7 @@ class ConsoleHooks:
     def on_seed_done(self, seed: int, rows: list[dict[str, Any]]) -> None:
         self._close()
         clean = [r["accuracy"] for r in rows if r["perturbation"] == "clean"]
-        self._say(f"seed {seed} done: clean accuracy {100 * clean[0]:.2f} %" if clean else f"seed {seed} done")
+        self.say(f"seed {seed} done: clean accuracy {100 * clean[0]:.2f} %" if clean else f"seed {seed} done")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -138,16 +138,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
     hooks = ConsoleHooks()
-    hooks._say(f"loading {cfg.dataset} and checking the config")
+    hooks.say(f"loading {cfg.dataset} and checking the config")
     prep = experiment.prepare(cfg)
-    hooks._say(
+    hooks.say(
         f"{cfg.model} on {cfg.dataset} ({len(prep.dataset.train)} train / {len(prep.dataset.test)} test, "
         f"modalities {', '.join(prep.dataset.modality_names)}), {len(prep.cells)} grid cells, "
         f"seeds {', '.join(map(str, cfg.seeds))}, device {prep.device}"
     )
     experiment.run(cfg, out, hooks, prep)
     print((out / "summary.md").read_text())
-    hooks._say(f"wrote {out / 'results.parquet'} and {out / 'summary.md'}")
+    hooks.say(f"wrote {out / 'results.parquet'} and {out / 'summary.md'}")
     return 0
 
 

@@ -62,8 +62,9 @@ def test_train_step_and_encode_every_subset(name, specs_name, toy):
 
         for subset in combinations(names, r):
             z = model.encode(batch, present=subset)
-            assert z.shape == (6, 16)
-            assert torch.allclose(z.norm(dim=1), torch.ones(6), atol=1e-5) or r > 1
+            assert z.shape == (6, 16) and torch.isfinite(z).all()
+            if r == 1:  # a single modality's latent lies on the unit sphere
+                assert torch.allclose(z.norm(dim=1), torch.ones(6), atol=1e-5)
 
 
 def test_missing_modality_encoding_is_mean_of_present_latents(toy):

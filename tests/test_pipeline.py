@@ -24,20 +24,19 @@ def fit(toy, name="gmcwd", seed=0, epochs=4, lr=2e-3):
     return train_pipeline(model, toy, cfg, OptimConfig(epochs=15, batch_size=32, lr=3e-3), seed=seed)
 
 
+def evaluate_smoke(pipe, toy, **kwargs):
+    cells = GRIDS.get("smoke")(toy.modality_names)
+    labels = {"model": "gmcwd", "dataset": "toy"}
+    return evaluate_pipeline(pipe.model, pipe.classifier, toy, cells, seed=0, labels=labels, **kwargs)
+
+
 def test_pipeline_learns_and_is_frozen(toy):
     pipe = fit(toy)
     assert len(pipe.history["representation"]) == 4 and len(pipe.history["classifier"]) == 15
     assert pipe.history["representation"][-1]["loss"] < pipe.history["representation"][0]["loss"]
     assert all(not p.requires_grad for p in pipe.model.parameters())
     assert not pipe.model.training
-    rows = evaluate_pipeline(
-        pipe.model,
-        pipe.classifier,
-        toy,
-        GRIDS.get("smoke")(toy.modality_names),
-        seed=0,
-        labels={"model": "gmcwd", "dataset": "toy"},
-    )
+    rows = evaluate_smoke(pipe, toy)
     clean = next(r for r in rows if r["perturbation"] == "clean")
     assert clean["accuracy"] > 0.8 and clean["n"] == len(toy.test)
     pgd = sorted((r["eps"], r["accuracy"]) for r in rows if r["perturbation"] == "pgd" and r["target"] == "image")
@@ -60,14 +59,6 @@ def test_diverging_loss_is_a_clear_training_error(toy):
 
 def test_max_samples_limits_evaluation(toy):
     pipe = fit(toy, epochs=1)
-    rows = evaluate_pipeline(
-        pipe.model,
-        pipe.classifier,
-        toy,
-        GRIDS.get("smoke")(toy.modality_names),
-        seed=0,
-        max_samples=50,
-        labels={"model": "gmcwd", "dataset": "toy"},
-    )
+    rows = evaluate_smoke(pipe, toy, max_samples=50)
     assert {r["n"] for r in rows} == {50}
     assert all(0.0 <= r["accuracy"] <= 1.0 and not math.isnan(r["accuracy"]) for r in rows)
