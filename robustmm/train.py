@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,69 @@ def _check_finite(loss: Tensor, stage: str, epoch: int, step: int) -> None:
         )
 
 
+@dataclass
+class LoopState:
+    """Where one stage's loop stands after `epoch` epochs: enough to continue it bit for bit.
+
+    Besides the weights and the optimizer it holds every random state the loop draws from (the
+    shuffling generator, the global CPU and CUDA generators that training noise uses), so a run
+    resumed from it gives the same numbers as one that never stopped.
+    """
+
+    stage: str
+    epoch: int
+    module: dict[str, Tensor]
+    optimizer: dict[str, Any]
+    generator: Tensor
+    rng: Tensor
+    cuda_rng: list[Tensor]
+    history: list[dict[str, float]]
+    finished: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    frozen: dict[str, Tensor] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LoopState:
+        return cls(**raw)
+
+
+@dataclass
+class Checkpointing:
+    """Save a LoopState after every `every` epochs of a stage (and after its last); `resume`
+    continues from one. `save` gets the state before the epoch's `on_epoch` call, so a front end
+    can hand both to its tracker in one report."""
+
+    every: int
+    save: Callable[[LoopState], None]
+    resume: LoopState | None = None
+
+
+def _capture(
+    stage: str, epoch: int, module: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, history: list
+) -> LoopState:
+    return LoopState(
+        stage=stage,
+        epoch=epoch,
+        module={k: v.detach().clone() for k, v in module.state_dict().items()},
+        optimizer=opt.state_dict(),
+        generator=gen.get_state(),
+        rng=torch.get_rng_state(),
+        cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        history=[dict(h) for h in history],
+    )
+
+
+def _restore(state: LoopState, module: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> None:
+    module.load_state_dict(state.module)
+    opt.load_state_dict(state.optimizer)
+    gen.set_state(state.generator)
+    torch.set_rng_state(state.rng)
+    if state.cuda_rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state.cuda_rng)
+
+
 def run_epochs(
     stage: str,
     module: nn.Module,
@@ -74,12 +138,24 @@ def run_epochs(
     device: torch.device,
     on_epoch: EpochCallback | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    checkpointing: Checkpointing | None = None,
+    finished: dict[str, list[dict[str, float]]] | None = None,
+    frozen: nn.Module | None = None,
 ) -> list[dict[str, float]]:
-    """The one training loop both stages use: shuffle, step, average metrics, report per epoch."""
+    """The one training loop both stages use: shuffle, step, average metrics, report per epoch.
+
+    With `checkpointing`, it continues from `checkpointing.resume` when that state is of this
+    stage and saves its state every `every` epochs; `finished` (earlier stages' histories) and
+    `frozen` (a module trained by an earlier stage) ride along in the saved state."""
     opt = optimizer or make_optimizer(list(module.parameters()), cfg)
     gen = torch.Generator().manual_seed(seed)
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
+    history: list[dict[str, float]] = []
+    first = 1
+    resume = checkpointing.resume if checkpointing else None
+    if resume is not None and resume.stage == stage:
+        _restore(resume, module, opt, gen)
+        history, first = [dict(h) for h in resume.history], resume.epoch + 1
+    for epoch in range(first, cfg.epochs + 1):
         module.train()
         start = time.perf_counter()
         sums: dict[str, float] = {}
@@ -97,6 +173,13 @@ def run_epochs(
         record["epoch_seconds"] = time.perf_counter() - start
         history.append(record)
         log.info("%s epoch %d/%d: %s", stage, epoch, cfg.epochs, _fmt(record))
+        if checkpointing is not None and checkpointing.every > 0:
+            if epoch % checkpointing.every == 0 or epoch == cfg.epochs:
+                state = _capture(stage, epoch, module, opt, gen, history)
+                state.finished = dict(finished or {})
+                if frozen is not None:
+                    state.frozen = {k: v.detach().clone() for k, v in frozen.state_dict().items()}
+                checkpointing.save(state)
         if on_epoch is not None:
             on_epoch(stage, epoch, record)
     module.eval()
@@ -108,7 +191,13 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 def fit_representation(
-    model: RepresentationModel, train: Split, cfg: OptimConfig, *, seed: int, on_epoch: EpochCallback | None = None
+    model: RepresentationModel,
+    train: Split,
+    cfg: OptimConfig,
+    *,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> list[dict[str, float]]:
     device = train.labels.device
 
@@ -117,7 +206,17 @@ def fit_representation(
         batch["label"] = train.labels[idx]
         return model.loss(batch)
 
-    return run_epochs("representation", model, loss_fn, len(train), cfg, seed=seed, device=device, on_epoch=on_epoch)
+    return run_epochs(
+        "representation",
+        model,
+        loss_fn,
+        len(train),
+        cfg,
+        seed=seed,
+        device=device,
+        on_epoch=on_epoch,
+        checkpointing=checkpointing,
+    )
 
 
 @torch.no_grad()
@@ -138,6 +237,8 @@ def fit_classifier(
     *,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    checkpointing: Checkpointing | None = None,
+    finished: dict[str, list[dict[str, float]]] | None = None,
 ) -> tuple[Classifier, list[dict[str, float]]]:
     """Train the MLP on latents of the frozen model: the latents are computed once."""
     for p in model.parameters():
@@ -155,7 +256,17 @@ def fit_classifier(
         return loss, {"train_accuracy": float(acc)}
 
     history = run_epochs(
-        "classifier", clf, loss_fn, len(labels), cfg, seed=seed + 1, device=z.device, on_epoch=on_epoch
+        "classifier",
+        clf,
+        loss_fn,
+        len(labels),
+        cfg,
+        seed=seed + 1,
+        device=z.device,
+        on_epoch=on_epoch,
+        checkpointing=checkpointing,
+        finished=finished,
+        frozen=model,
     )
     for p in clf.parameters():
         p.requires_grad_(False)
@@ -180,12 +291,32 @@ def train_pipeline(
     *,
     seed: int,
     on_epoch: EpochCallback | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> Pipeline:
-    """Stage 1 then stage 2 on `dataset.train` (already on the run's device)."""
+    """Stage 1 then stage 2 on `dataset.train` (already on the run's device).
+
+    A `checkpointing.resume` state of the classifier stage skips stage 1: the representation
+    weights and history come from the state."""
     start = time.perf_counter()
-    rep = fit_representation(model, dataset.train, train_cfg, seed=seed, on_epoch=on_epoch)
+    resume = checkpointing.resume if checkpointing else None
+    if resume is not None and resume.stage == "classifier":
+        if resume.frozen is None:
+            raise TrainingError("a classifier-stage checkpoint lacks the representation weights; start the run afresh")
+        model.load_state_dict(resume.frozen)
+        rep = resume.finished.get("representation", [])
+    else:
+        rep = fit_representation(
+            model, dataset.train, train_cfg, seed=seed, on_epoch=on_epoch, checkpointing=checkpointing
+        )
     clf, cls_hist = fit_classifier(
-        model, dataset.train, dataset.num_classes, classifier_cfg, seed=seed, on_epoch=on_epoch
+        model,
+        dataset.train,
+        dataset.num_classes,
+        classifier_cfg,
+        seed=seed,
+        on_epoch=on_epoch,
+        checkpointing=checkpointing,
+        finished={"representation": rep},
     )
     return Pipeline(model, clf, {"representation": rep, "classifier": cls_hist}, time.perf_counter() - start)
 
