@@ -213,16 +213,24 @@ def apply_set(raw: dict[str, Any], assignment: str) -> None:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(f"--set {assignment!r}: value {text!r} is not valid YAML") from None
-    parts = key.strip().split(".")
-    if parts[0] not in SECTIONS:
-        raise ConfigError(f"--set {assignment!r}: unknown section {parts[0]!r}; sections: {', '.join(SECTIONS)}")
+    set_path(raw, key.strip(), value, where=f"--set {assignment!r}")
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any, *, where: str | None = None) -> None:
+    """Set the dotted config key `key` (e.g. model.recon_weights.image) to `value`, in place."""
+    where = where or f"key {key!r}"
+    parts = key.split(".")
+    if parts[0] not in SECTIONS or not all(parts):
+        raise ConfigError(f"{where}: unknown section {parts[0]!r}; sections: {', '.join(SECTIONS)}")
     node = raw
     for p in parts[:-1]:
         if isinstance(node.get(p), str) and p in ("model", "dataset"):
             node[p] = {"name": node[p]}
-        node = node.setdefault(p, {})
+        if node.get(p) is None:
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {assignment!r}: {p!r} is not a section")
+            raise ConfigError(f"{where}: {p!r} is not a section")
     node[parts[-1]] = value
 
 

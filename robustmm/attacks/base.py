@@ -9,7 +9,6 @@ tensors, one generator per cell).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustmm.errors import ConfigError
-from robustmm.registry import Registry
+from robustmm.registry import Registry, did_you_mean
 
 Inputs = dict[str, Tensor]
 Ranges = Mapping[str, tuple[float, float]]
@@ -113,11 +112,6 @@ _RULES: dict[str, tuple[Callable[[Tensor], Tensor], str]] = {
     "random_start": (lambda v: (v == 0) | (v == 1), "must be 0/false or 1/true"),
 }
 _CONVERT: dict[str, Callable[[float], object]] = {"steps": int, "restarts": int, "random_start": bool}
-
-
-def did_you_mean(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_param_names(attack: str, names: Sequence[str]) -> None:
