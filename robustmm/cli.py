@@ -1,4 +1,4 @@
-"""`robustmm list|run`: a thin front end over the library.
+"""`robustmm list|run|sweep|pareto|pick`: a thin front end over the library.
 
 Every RobustMMError becomes one line on stderr and exit code 2, before anything is trained.
 """
@@ -151,6 +151,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from robustmm.tune.command import run_from_args
+
+    if not Path(args.space).is_file():
+        raise ConfigError(f"search space {args.space!r} does not exist; see search_spaces/ for examples")
+    return run_from_args(args.space, args)
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from robustmm.tune import pareto
+    from robustmm.tune.runner import load_sweep_dir, objective_triples
+
+    spec, trials = load_sweep_dir(args.dir)
+    objectives = objective_triples(spec)
+    if args.all:
+        shown = pareto.rank_trials(trials, objectives)
+        cols = ["trial", "status", "pareto_rank", *[o[0] for o in objectives]]
+        cols += [c for c in shown.columns if c.startswith("param.")]
+        print(shown[cols].to_string(index=False))
+    else:
+        print(pareto.front_markdown(trials, objectives, title=f"Pareto front of {spec.name}"))
+    return 0
+
+
+def cmd_pick(args: argparse.Namespace) -> int:
+    import yaml
+
+    from robustmm.tune.runner import picked_config
+
+    text = yaml.safe_dump(picked_config(args.dir, args.trial), sort_keys=False)
+    header = f"# trial {args.trial} of the sweep in {args.dir}; re-run with: robustmm run --config FILE --seeds 0-9\n"
+    if args.out:
+        from robustmm.results import write_text
+
+        write_text(args.out, header + text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(header + text, end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="robustmm", description="Robustness sweeps for multimodal representation models.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every training epoch at INFO level")
@@ -171,6 +212,21 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. model.tau=0.2")
     rp.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
     rp.set_defaults(func=cmd_run)
+    from robustmm.tune.command import add_sweep_flags
+
+    sp = sub.add_parser("sweep", help="search a space (search_spaces/*.yaml) with Ray Tune + Optuna, track in MLflow")
+    sp.add_argument("space", help="search-space YAML, e.g. search_spaces/gmcwd_weights.yaml")
+    add_sweep_flags(sp, verbose=False)
+    sp.set_defaults(func=cmd_sweep)
+    pp = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
+    pp.add_argument("dir", help="the sweep directory (its --out)")
+    pp.add_argument("--all", action="store_true", help="every trial with its status and Pareto rank")
+    pp.set_defaults(func=cmd_pareto)
+    kp = sub.add_parser("pick", help="write the run config of one trial, for robustmm run --config")
+    kp.add_argument("dir", help="the sweep directory (its --out)")
+    kp.add_argument("--trial", type=int, required=True, help="trial number (robustmm pareto DIR lists them)")
+    kp.add_argument("--out", help="write to this file instead of stdout")
+    kp.set_defaults(func=cmd_pick)
     return p
 
 

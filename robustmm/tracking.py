@@ -1,0 +1,183 @@
+"""MLflow: one parent run per sweep, one nested child run per trial (the only module importing mlflow).
+
+Everything goes through `MlflowClient` with explicit run ids, so nothing depends on a global
+"active run" and the driver can log many trials at once. Child runs are nested under the parent
+with the `mlflow.parentRunId` tag and found again by their `robustmm.trial_id` tag, so a resumed
+sweep adds to the runs it made before instead of making new ones.
+
+Locally the store is `sqlite:///<out>/mlflow.db` with artifacts in `<out>/mlartifacts`; on a
+cluster point `--tracking-uri` (or MLFLOW_TRACKING_URI) at an MLflow server.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from robustmm.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "robustmm.trial_id"
+KIND_TAG = "robustmm.kind"
+MAX_PARAM = 6000
+
+
+def default_uri(out: str | Path) -> str:
+    return f"sqlite:///{Path(out).resolve() / 'mlflow.db'}"
+
+
+def resolve_uri(flag: str | None, out: str | Path) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the SQLite file beside the sweep."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(out)
+    if "://" not in uri:
+        raise ConfigError(
+            f"tracking URI {uri!r} is not a URI; use e.g. http://127.0.0.1:5000 or sqlite:///path/to/mlflow.db"
+        )
+    if uri.startswith("file:"):
+        raise ConfigError(f"tracking URI {uri!r}: MLflow's file store is refused; use sqlite:///... or a server URL")
+    return uri
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    if uri.startswith("sqlite:"):
+        return f"mlflow ui --backend-store-uri {uri}"
+    return f"open {uri} in a browser"
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+    }
+
+
+class Tracker:
+    """The sweep's MLflow experiment, its parent run and its trials' child runs."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (
+                found.experiment_id
+                if found is not None
+                else self.client.create_experiment(experiment, artifact_location=artifact_location)
+            )
+        except Exception as e:  # connection refused, bad scheme, database locked ...
+            raise ConfigError(f"cannot open the MLflow tracking store {uri!r}: {e}") from None
+
+    # runs -------------------------------------------------------------------------------------------
+
+    def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: "sweep", **tags})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def reopen(self, run_id: str) -> str:
+        """Mark a parent run of an interrupted sweep as running again."""
+        try:
+            self.client.get_run(run_id)
+        except Exception:
+            raise ConfigError(
+                f"the sweep's MLflow run {run_id} is not in {self.uri}; "
+                "resume with the tracking URI the sweep was started with"
+            ) from None
+        self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def find_child(self, parent_id: str, trial_id: str) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
+            max_results=2,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def children(self, parent_id: str) -> dict[str, str]:
+        """trial id -> child run id, for every child of the parent."""
+        out: dict[str, str] = {}
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", page_token=token
+            )
+            out.update({r.data.tags.get(TRIAL_TAG, r.info.run_id): r.info.run_id for r in page})
+            token = page.token
+            if not token:
+                return out
+
+    def start_child(self, parent_id: str, trial_id: str, name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
+        """The child run of a trial: (run id, whether it existed already)."""
+        existing = self.find_child(parent_id, trial_id)
+        if existing is not None:
+            self.client.update_run(existing, status="RUNNING")
+            return existing, True
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={PARENT_TAG: parent_id, TRIAL_TAG: trial_id, KIND_TAG: "trial", **tags},
+        )
+        return run.info.run_id, False
+
+    def last_step(self, run_id: str, metric: str) -> int:
+        history = self.client.get_metric_history(run_id, metric)
+        return max((m.step for m in history), default=-1)
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # logging ----------------------------------------------------------------------------------------
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        known = self.client.get_run(run_id).data.params
+        new = [Param(k, str(v)[:MAX_PARAM]) for k, v in flat.items() if k not in known]
+        for i in range(0, len(new), 100):
+            self.client.log_batch(run_id, params=new[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, step) for k, v in _finite_metrics(metrics).items()]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(run_id, metrics=batch[i : i + 500])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_PARAM]) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def status(self, run_id: str) -> str:
+        return self.client.get_run(run_id).info.status

@@ -1,0 +1,216 @@
+"""Driver-side Tune callbacks: MLflow child runs per trial, and one progress line per event.
+
+Both run on the driver only, so a local SQLite MLflow store has a single writer. They are
+pickled with the experiment (Tuner.restore brings them back), so they keep only plain settings
+and re-open their MLflow client lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from robustmm.objectives import Objective
+from robustmm.tracking import Tracker
+from robustmm.tune.trainable import NUMBER_KEY, read_rows
+
+log = logging.getLogger(__name__)
+
+STEP_METRIC = "training_iteration"
+
+
+def trial_number(trial: Any) -> int | None:
+    number = (trial.config or {}).get(NUMBER_KEY)
+    return None if number is None else int(number)
+
+
+def trial_params(trial: Any) -> dict[str, Any]:
+    return {k: v for k, v in (trial.config or {}).items() if k != NUMBER_KEY}
+
+
+def trial_outcome(trial: Any, ended: bool = False, errored: bool = False) -> tuple[str, str]:
+    """(status, reason): complete, failed (diverged or crashed), pruned (stopped early), running.
+    `ended`: the trial is known to be over (a completion callback), though Ray may not yet have
+    marked it TERMINATED."""
+    result = trial.last_result or {}
+    if trial.status == "ERROR" or errored:
+        return "failed", _error_text(trial)
+    status = result.get("trial_status")
+    if status == "complete":
+        return "complete", ""
+    if status == "failed":
+        return "failed", str(result.get("failure_reason", ""))
+    if trial.status == "TERMINATED" or ended:
+        return "pruned", "stopped early by the scheduler"
+    return "running", ""
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None) or ""
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    text = text or str(getattr(trial, "error", "") or "")
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "the trial raised an error"
+
+
+class TrackingCallback(tune.Callback):
+    """One MLflow child run per trial under the sweep's parent run."""
+
+    def __init__(self, uri: str, experiment: str, parent_id: str, objectives: Sequence[Objective]) -> None:
+        self.uri, self.experiment, self.parent_id = uri, experiment, parent_id
+        self.objectives = list(objectives)
+        self._tracker: Tracker | None = None
+        self._runs: dict[str, str] = {}
+        self._last_step: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_tracker=None, _runs={}, _last_step={})
+        return state
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(self.uri, self.experiment)
+        return self._tracker
+
+    def _run(self, trial: Any) -> str:
+        run_id = self._runs.get(trial.trial_id)
+        if run_id is None:
+            number = trial_number(trial)
+            name = f"trial-{number:03d}" if number is not None else trial.trial_id
+            tags = {"trial_number": "" if number is None else str(number), "ray_trial_id": trial.trial_id}
+            run_id, existed = self.tracker.start_child(self.parent_id, trial.trial_id, name, tags)
+            self._runs[trial.trial_id] = run_id
+            self._last_step[trial.trial_id] = self.tracker.last_step(run_id, STEP_METRIC) if existed else -1
+            self.tracker.log_params(run_id, trial_params(trial))
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._run(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self._run(trial)
+        step = int(result.get(STEP_METRIC, 0))
+        if step <= self._last_step.get(trial.trial_id, -1):
+            return  # already logged before the sweep was resumed
+        self._last_step[trial.trial_id] = step
+        keep = {k: v for k, v in result.items() if "/" in k or k in (STEP_METRIC, "epoch", "seed")}
+        keep.update({o.key: result[o.key] for o in self.objectives if o.key in result})
+        for k in ("train_seconds", "eval_seconds"):
+            if k in result:
+                keep[k] = result[k]
+        self.tracker.log_metrics(run_id, keep, step)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, errored=True)
+
+    def _finish(self, trial: Any, errored: bool = False) -> None:
+        run_id = self._run(trial)
+        status, reason = trial_outcome(trial, ended=True, errored=errored)
+        tags = {"trial_status": status}
+        if reason:
+            tags["failure_reason"] = reason
+        self.tracker.set_tags(run_id, tags)
+        if status == "complete" and trial.checkpoint is not None:
+            rows = read_rows(trial.checkpoint)
+            if rows is not None:
+                self._log_rows(run_id, rows)
+        mlflow_status = {"complete": "FINISHED", "failed": "FAILED"}.get(status, "KILLED")
+        self.tracker.end(run_id, mlflow_status)
+
+    def _log_rows(self, run_id: str, rows: Any) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "rows.parquet"
+            rows.to_parquet(path, index=False)
+            self.tracker.log_artifact(run_id, path)
+
+
+class ProgressCallback(tune.Callback):
+    """One line per trial start, finish and failure; an epoch line at most every `every_s` seconds."""
+
+    def __init__(self, objectives: Sequence[Objective], total: int, every_s: float = 30.0) -> None:
+        self.objectives, self.total, self.every_s = list(objectives), total, every_s
+        self._started = time.time()
+        self._last: dict[str, float] = {}
+        self._done_ids: set[str] = set()
+        self.say: Callable[[str], None] = _stderr
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["say"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.say = _stderr
+        self._started = time.time()
+
+    def _name(self, trial: Any) -> str:
+        number = trial_number(trial)
+        return f"trial {number}" if number is not None else f"trial {trial.trial_id}"
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial_params(trial).items())
+        self.say(f"{self._name(trial)} started ({params})")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        now = time.time()
+        if result.get("trial_status") != "running" or now - self._last.get(trial.trial_id, 0) < self.every_s:
+            return
+        self._last[trial.trial_id] = now
+        stage = result.get("stage", "")
+        loss = result.get(f"{stage}/loss")
+        self.say(f"{self._name(trial)}: {stage} epoch {result.get('epoch')} loss {_fmt(loss)}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.say(f"{self._name(trial)} crashed; retrying from its last checkpoint")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._done(trial, trials)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._done(trial, trials, errored=True)
+
+    def _done(self, trial: Any, trials: list, errored: bool = False) -> None:
+        status, reason = trial_outcome(trial, ended=True, errored=errored)
+        self._done_ids.add(trial.trial_id)
+        finished = len(self._done_ids | {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")})
+        result = trial.last_result or {}
+        if status == "complete":
+            values = ", ".join(f"{o.key} {_pct(result.get(o.key))}" for o in self.objectives)
+            text = f"complete: {values}"
+        else:
+            text = f"{status}: {reason}" if reason else status
+        self.say(f"{self._name(trial)} {text} [{finished}/{self.total} done]")
+
+
+def _stderr(text: str) -> None:
+    print(f"[sweep] {text}", file=sys.stderr, flush=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _pct(v: Any) -> str:
+    if isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= 1:
+        return f"{100 * v:.2f} %"
+    return _fmt(v)

@@ -1,0 +1,117 @@
+"""The sweep command line, shared by `robustmm sweep SPACE.yaml` and the scripts in sweeps/.
+
+Flags override the search-space file: --smoke applies its smoke: section, then --num-samples,
+--max-concurrent, --dataset, --data-dir, --set and the others win over both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from robustmm.config import apply_set
+from robustmm.errors import ConfigError, RobustMMError
+
+
+def add_sweep_flags(p: argparse.ArgumentParser, verbose: bool = True) -> None:
+    p.add_argument("--smoke", action="store_true", help="a quick version: the space's smoke: settings")
+    p.add_argument("--num-samples", type=int, help="number of trials (budget.num_samples)")
+    p.add_argument("--max-concurrent", type=int, help="trials running at once (budget.max_concurrent)")
+    p.add_argument("--sampler", help="tpe, nsga2, random, grid or gp (sampler.name)")
+    p.add_argument("--sampler-seed", type=int, help="seed of the sampler (sampler.seed)")
+    p.add_argument("--dataset", help="dataset name (robustmm list datasets)")
+    p.add_argument("--data-dir", help="directory holding the dataset's files (on every node)")
+    p.add_argument("--epochs", type=int, help="representation-stage epochs of every trial")
+    p.add_argument("--gpu", type=float, help="GPUs per trial, e.g. 0.25 packs four trials on a GPU")
+    p.add_argument("--cpu", type=float, help="CPUs per trial")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a run-config key, e.g. train.lr=0.01")
+    p.add_argument("--out", help="sweep directory (default runs/<sweep name>)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite in --out)")
+    p.add_argument("--storage", help="Ray Tune storage path, shared by all nodes on a cluster (s3://..., NFS)")
+    if verbose:  # `robustmm -v sweep` has it on the main parser
+        p.add_argument("-v", "--verbose", action="store_true", help="Ray Tune's own progress table and INFO logs")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags as a sweep-YAML fragment."""
+    o: dict[str, Any] = {}
+    if args.num_samples is not None:
+        o.setdefault("budget", {})["num_samples"] = args.num_samples
+    if args.max_concurrent is not None:
+        o.setdefault("budget", {})["max_concurrent"] = args.max_concurrent
+    if args.sampler is not None:
+        o.setdefault("sampler", {})["name"] = args.sampler
+    if args.sampler_seed is not None:
+        o.setdefault("sampler", {})["seed"] = args.sampler_seed
+    if args.gpu is not None:
+        o.setdefault("resources", {})["gpu"] = args.gpu
+    if args.cpu is not None:
+        o.setdefault("resources", {})["cpu"] = args.cpu
+    run: dict[str, Any] = {}
+    if args.dataset:
+        run["dataset"] = {"name": args.dataset}
+    if args.data_dir:
+        if not Path(args.data_dir).is_dir():
+            raise ConfigError(f"--data-dir {args.data_dir!r} is not a directory; point it at the dataset's files")
+        run.setdefault("dataset", {})["data_dir"] = str(Path(args.data_dir).resolve())
+    if args.epochs is not None:
+        run["train"] = {"epochs": args.epochs}
+    for assignment in args.set or []:
+        apply_set(run, assignment)
+    if run:
+        o["run"] = run
+    return o
+
+
+def find_space(name: str, script: str | Path | None = None) -> Path:
+    """search_spaces/<name>: beside the script's checkout, the installed checkout, or the cwd
+    (`ray submit` copies a script alone to the head node; the project is installed there)."""
+    import robustmm
+
+    roots = [Path(script).resolve().parent.parent] if script else []
+    roots += [Path(robustmm.__file__).resolve().parent.parent, Path.cwd()]
+    for root in roots:
+        path = root / "search_spaces" / name
+        if path.is_file():
+            return path
+    raise ConfigError(f"search space {name!r} not found under search_spaces/ of {', '.join(map(str, roots))}")
+
+
+def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
+    from robustmm.tracking import ui_command
+    from robustmm.tune.runner import run_sweep
+    from robustmm.tune.space import load_sweep
+
+    spec = load_sweep(space, smoke=args.smoke, overrides=overrides_from(args))
+    out = Path(args.out or Path("runs") / spec.name)
+    result = run_sweep(
+        spec, out, tracking_uri=args.tracking_uri, storage=args.storage, resume=args.resume, verbose=args.verbose
+    )
+    print(result.front_markdown)
+    print(f"sweep directory: {result.out}")
+    print(f"MLflow UI:       {ui_command(result.tracking_uri)}")
+    print(
+        f"re-run a trial over seeds: robustmm pick {result.out} --trial N > picked.yaml && "
+        "robustmm run --config picked.yaml --seeds 0-9"
+    )
+    return 0
+
+
+def main(space_name: str, argv: list[str] | None = None, *, script: str | None = None, doc: str = "") -> int:
+    """Entry point of a sweeps/ script: `python sweeps/<name>.py [flags]`."""
+    p = argparse.ArgumentParser(prog=Path(script).name if script else None, description=doc)
+    add_sweep_flags(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return run_from_args(find_space(space_name, script), args)
+    except RobustMMError as e:
+        print(f"robustmm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robustmm: interrupted; continue the sweep with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,386 @@
+"""Run a sweep: check everything, connect to Ray, search with Optuna, track with MLflow, rank.
+
+A sweep directory (`--out`) holds everything needed to inspect and resume it:
+
+    sweep.yaml        the sweep as run (smoke and flag overrides applied)
+    sweep.json        where its parts live: MLflow URI and parent run, Ray experiment path, study
+    optuna.db         the Optuna study (SQLite; only the driver writes it)
+    mlflow.db         MLflow runs when no tracking server is given; artifacts in mlartifacts/
+    ray/<name>/       Ray Tune's experiment (trial checkpoints, results) unless --storage is given
+    trials.parquet    one row per trial: number, status, objectives, params, pareto_rank
+    rows.parquet      every grid row of every complete trial, with its trial number
+    front.md|.parquet|.png|.html   the Pareto front (also on the MLflow parent run)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from robustmm.errors import ConfigError
+from robustmm.experiment import prepare
+from robustmm.models.base import build_model
+from robustmm.results import write_text
+from robustmm.tracking import Tracker, flatten, resolve_uri, ui_command
+from robustmm.tune import pareto
+from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
+from robustmm.tune.space import SweepSpec, corner_configs, parse_sweep
+from robustmm.tune.trainable import read_rows, train_trial
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "sweep.json"
+SPEC_FILE = "sweep.yaml"
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    trials: pd.DataFrame
+    front: pd.DataFrame
+    front_markdown: str
+    tracking_uri: str
+    parent_run_id: str
+
+
+def objective_triples(spec: SweepSpec) -> list[tuple[str, str, str]]:
+    return [(o.key, o.mode, o.label) for o in spec.objectives]
+
+
+def check_sweep(spec: SweepSpec) -> None:
+    """Everything that can be wrong, found before Ray starts: the data, every corner of the
+    space as a model, the objectives against the grid, the early-stopping metric."""
+    prep = prepare(spec.run_config())
+    modalities = prep.dataset.modalities
+    for cfg in corner_configs(spec):
+        build_model(cfg.model, modalities, cfg.model_options)
+    for objective in spec.objectives:
+        objective.check(prep.cells)
+    if spec.early_stopping is not None:
+        known = _epoch_metrics(spec, prep)
+        if spec.early_stopping.metric not in known:
+            raise ConfigError(
+                f"early_stopping.metric {spec.early_stopping.metric!r} is not reported every epoch; "
+                f"use one of {', '.join(sorted(known))}"
+            )
+
+
+def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
+    """The metric names a trial reports per epoch, found by one loss call on two samples."""
+    cfg = spec.run_config()
+    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options).to(prep.device)
+    idx = slice(0, 2)
+    batch = {k: v[idx] for k, v in prep.dataset.train.inputs.items()}
+    batch["label"] = prep.dataset.train.labels[idx]
+    _, metrics = model.loss(batch)
+    rep = {"loss", *metrics, "epoch_seconds"}
+    return {f"representation/{k}" for k in rep} | {f"classifier/{k}" for k in ("loss", "train_accuracy")}
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
+    """Join a running cluster (RAY_ADDRESS, `ray job submit`, `ray submit` on a head node) or
+    start a local one; returns a line saying which."""
+    import ray
+
+    if ray.is_initialized():
+        return "using the Ray instance already running in this process"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address is None:
+        try:
+            ray.init(address="auto", log_to_driver=False)
+            return f"joined the running Ray cluster at {ray.get_runtime_context().gcs_address}"
+        except (ConnectionError, RuntimeError, ValueError):
+            pass
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        return f"started a local Ray instance ({ray.cluster_resources().get('CPU', 0):g} CPUs)"
+    ray.init(address=address, log_to_driver=False)
+    return f"joined the Ray cluster at {address}"
+
+
+def _check_resources(spec: SweepSpec) -> None:
+    import ray
+
+    have = ray.cluster_resources()
+    if spec.gpu > 0 and have.get("GPU", 0) < spec.gpu:
+        raise ConfigError(
+            f"resources.gpu={spec.gpu:g} per trial, but the Ray cluster has {have.get('GPU', 0):g} GPUs; "
+            "set resources.gpu: 0 to run on CPUs"
+        )
+    if have.get("CPU", 0) < spec.cpu:
+        raise ConfigError(f"resources.cpu={spec.cpu:g} per trial, but the Ray cluster has {have.get('CPU', 0):g} CPUs")
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _open_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
+    state_path = out / STATE_FILE
+    if resume:
+        if not state_path.is_file():
+            raise ConfigError(f"--resume: {out} holds no sweep to resume ({STATE_FILE} missing); drop --resume")
+        state = json.loads(state_path.read_text())
+        before = parse_sweep(yaml.safe_load((out / SPEC_FILE).read_text()))
+        if before.raw != spec.raw:
+            raise ConfigError(
+                f"--resume: the sweep in {out} was started with other settings; resume with the same flags "
+                f"(see {out / SPEC_FILE}) or choose another --out"
+            )
+        return state
+    if state_path.exists():
+        raise ConfigError(f"{out} already holds a sweep; pass --resume to continue it or choose another --out")
+    return {}
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    resume: bool = False,
+    callbacks: list[Any] | None = None,
+    verbose: bool = False,
+    say: Any = None,
+) -> SweepResult:
+    """Run (or resume) the sweep into `out`; returns its trials table and Pareto front."""
+    from ray import tune
+
+    from robustmm.tune.search import ParetoOptunaSearch
+
+    say = say or (lambda text: print(f"[sweep] {text}", file=sys.stderr, flush=True))
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    state = _open_state(spec, out, resume)
+    uri = state.get("tracking_uri") if resume and not tracking_uri else resolve_uri(tracking_uri, out)
+    say(f"checking the sweep {spec.name!r}: data, {len(spec.params)} parameters, objectives, grid")
+    check_sweep(spec)
+    say(connect_ray())
+    _check_resources(spec)
+
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = Tracker(uri, spec.name, artifact_location=(out / "mlartifacts").as_uri())
+    if resume:
+        parent = tracker.reopen(state["parent_run_id"])
+    else:
+        write_text(out / SPEC_FILE, spec.to_yaml())
+        parent = tracker.start_parent(
+            spec.name,
+            {"space": spec.raw.get("space", {}), "run": spec.raw.get("run", {}), "sampler": spec.sampler},
+            {
+                "git_commit": _git_commit(),
+                "command": shlex.join(sys.argv),
+                "sampler": spec.sampler,
+                "objectives": ", ".join(spec.keys),
+            },
+        )
+        tracker.log_artifact(parent, out / SPEC_FILE)
+        ray_root = storage or str(out / "ray")
+        state = {
+            "name": spec.name,
+            "tracking_uri": uri,
+            "parent_run_id": parent,
+            "storage": ray_root,
+            "experiment": spec.name,
+            "optuna_storage": f"sqlite:///{out / 'optuna.db'}",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        write_text(out / STATE_FILE, json.dumps(state, indent=1))
+    say(f"MLflow: {uri} (parent run {parent}); open it with: {ui_command(uri)}")
+
+    # objectives come only with a trial's last report; per-epoch reports legitimately lack them
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # checkpoints every few epochs force experiment snapshots; that is intended, not a warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not verbose:
+        logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    trainable = tune.with_resources(tune.with_parameters(train_trial, spec=spec), {"cpu": spec.cpu, "gpu": spec.gpu})
+    experiment_path = f"{state['storage'].rstrip('/')}/{state['experiment']}"
+    my_callbacks = [
+        TrackingCallback(uri, spec.name, parent, spec.objectives),
+        ProgressCallback(spec.objectives, spec.num_samples),
+        *(callbacks or []),
+    ]
+    if resume:
+        from ray.tune import Tuner
+
+        if not Tuner.can_restore(experiment_path):
+            raise ConfigError(f"--resume: no Ray Tune experiment to restore at {experiment_path}")
+        say(f"resuming the Ray Tune experiment at {experiment_path}")
+        tuner = Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        import optuna
+
+        storage_rdb = optuna.storages.RDBStorage(state["optuna_storage"])
+        searcher = ParetoOptunaSearch(
+            space=spec.define,
+            metric=spec.keys,
+            mode=spec.modes,
+            sampler=spec.make_sampler(),
+            study_name=spec.name,
+            storage=storage_rdb,
+        )
+        search = tune.search.ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
+        scheduler = None
+        if spec.early_stopping is not None:
+            es = spec.early_stopping
+            scheduler = tune.schedulers.ASHAScheduler(
+                metric=es.metric,
+                mode=es.mode,
+                max_t=spec.trial_budget(),
+                grace_period=es.grace_period,
+                reduction_factor=es.reduction_factor,
+            )
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=search,
+                scheduler=scheduler,
+                num_samples=spec.num_samples,
+                time_budget_s=spec.time_budget_s,
+                reuse_actors=False,
+            ),
+            run_config=tune.RunConfig(
+                name=state["experiment"],
+                storage_path=state["storage"],
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
+                callbacks=my_callbacks,
+                verbose=2 if verbose else 0,
+            ),
+        )
+    say(f"running up to {spec.num_samples} trials, {spec.max_concurrent} at a time ({spec.sampler} sampler)")
+    grid = tuner.fit()
+    trials, rows = collect(grid, spec)
+    result = finish(spec, out, trials, rows, tracker, parent)
+    tracker.end(parent, "FINISHED")
+    return result
+
+
+def collect(grid: Any, spec: SweepSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ResultGrid -> one row per trial (number, status, objectives, params) and all grid rows."""
+    records, all_rows = [], []
+    for result in grid:
+        trial = _TrialView(result)
+        status, reason = trial_outcome(trial)
+        metrics = result.metrics or {}
+        record: dict[str, Any] = {
+            "trial": trial_number(trial),
+            "trial_id": metrics.get("trial_id", ""),
+            "status": status,
+            "failure_reason": reason,
+        }
+        for o in spec.objectives:
+            record[o.key] = float(metrics[o.key]) if status == "complete" and o.key in metrics else float("nan")
+        record["train_seconds"] = float(metrics.get("train_seconds", float("nan")))
+        record["eval_seconds"] = float(metrics.get("eval_seconds", float("nan")))
+        record.update({f"param.{k}": v for k, v in trial_params(trial).items()})
+        records.append(record)
+        if status == "complete" and result.checkpoint is not None:
+            rows = read_rows(result.checkpoint)
+            if rows is not None:
+                all_rows.append(rows.assign(trial=record["trial"]))
+    trials = pd.DataFrame(records)
+    if not trials.empty:
+        trials = trials.sort_values("trial", kind="stable").reset_index(drop=True)
+    rows = pd.concat(all_rows, ignore_index=True) if all_rows else pd.DataFrame()
+    return trials, rows
+
+
+class _TrialView:
+    """What trial_outcome/trial_number read, from a ray.tune.Result."""
+
+    def __init__(self, result: Any) -> None:
+        self.config = result.config or {}
+        self.last_result = result.metrics or {}
+        self.status = "ERROR" if result.error is not None else "TERMINATED"
+        self.error = result.error
+        self.error_file = None
+
+    @property
+    def trial_id(self) -> str:
+        return str(self.last_result.get("trial_id", ""))
+
+
+def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame, tracker: Tracker, parent: str):
+    """Rank the trials, write the front (table, plots) to `out` and the MLflow parent, tag children."""
+    objectives = objective_triples(spec)
+    ranked = pareto.rank_trials(trials, objectives) if not trials.empty else trials.assign(pareto_rank=[])
+    ranked = _with_reasons(ranked)
+    ranked.to_parquet(out / "trials.parquet", index=False)
+    if not rows.empty:
+        rows.to_parquet(out / "rows.parquet", index=False)
+    front = pareto.front(ranked, objectives) if not ranked.empty else ranked
+    md = pareto.front_markdown(ranked, objectives, title=f"Pareto front of {spec.name}")
+    write_text(out / "front.md", md)
+    front.to_parquet(out / "front.parquet", index=False)
+    artifacts = [out / "front.md", out / "front.parquet", out / "trials.parquet"]
+    if (ranked["status"] == "complete").sum() >= 1:
+        artifacts.append(pareto.plot_front_png(ranked, objectives, out / "front.png"))
+        title = f"{spec.name}: Pareto front"
+        artifacts.append(pareto.plot_front_html(ranked, objectives, out / "front.html", title=title))
+    for path in artifacts:
+        tracker.log_artifact(parent, path, "pareto")
+    children = tracker.children(parent)
+    for rec in ranked.to_dict("records"):
+        run_id = children.get(str(rec.get("trial_id", "")))
+        if run_id is not None:
+            rank = int(rec["pareto_rank"]) if rec["status"] == "complete" else "none"
+            tracker.set_tags(run_id, {"pareto_rank": rank})
+    counts = ranked["status"].value_counts().to_dict() if not ranked.empty else {}
+    tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()} | {"front_size": len(front)}, step=0)
+    tracker.set_tags(parent, flatten({"front_trials": ",".join(str(int(t)) for t in front["trial"])}))
+    return SweepResult(out, ranked, front, md, tracker.uri, parent)
+
+
+def _with_reasons(trials: pd.DataFrame) -> pd.DataFrame:
+    if "failure_reason" not in trials:
+        return trials
+    return trials.assign(failure_reason=trials["failure_reason"].fillna("").astype(str))
+
+
+def load_sweep_dir(out: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
+    """A finished (or interrupted) sweep directory -> its spec and trials table."""
+    out = Path(out)
+    if not (out / SPEC_FILE).is_file():
+        raise ConfigError(f"{out} is not a sweep directory ({SPEC_FILE} missing); give the --out of a sweep")
+    spec = parse_sweep(yaml.safe_load((out / SPEC_FILE).read_text()))
+    if not (out / "trials.parquet").is_file():
+        raise ConfigError(f"{out} has no trials.parquet yet; the sweep has not finished (resume it with --resume)")
+    return spec, pd.read_parquet(out / "trials.parquet")
+
+
+def picked_config(out: str | Path, number: int) -> dict[str, Any]:
+    """The run config of trial `number` of the sweep in `out`, ready for `robustmm run --config`."""
+    spec, trials = load_sweep_dir(out)
+    hit = trials[trials["trial"] == number]
+    if hit.empty:
+        raise ConfigError(f"trial {number} is not in {out}; its trials: {', '.join(map(str, trials['trial']))}")
+    rec = hit.iloc[0].to_dict()
+    values = {k.removeprefix("param."): _plain(v) for k, v in rec.items() if k.startswith("param.") and not _nan(v)}
+    return spec.run_config(values).to_dict()
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars (for YAML)."""
+    return v.item() if hasattr(v, "item") else v

@@ -1,0 +1,50 @@
+"""Optuna behind Ray Tune, with the two things a Pareto sweep needs that OptunaSearch lacks.
+
+1. Each trial's config carries its Optuna trial number (`trial_number`), the name users pick by.
+2. Only a fully trained and evaluated trial is told to Optuna as COMPLETE. A trial that ASHA
+   stopped early reaches `on_trial_complete` with partial values; stock OptunaSearch would tell
+   a list of Nones (which Optuna refuses, leaving the trial RUNNING) — here it is PRUNED, and a
+   trial whose loss diverged is FAIL. Neither ever enters the Pareto front.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from robustmm.tune.trainable import NUMBER_KEY
+
+
+class ParetoOptunaSearch(OptunaSearch):
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        params = super().suggest(trial_id)
+        if isinstance(params, dict):
+            params[NUMBER_KEY] = self._ot_trials[trial_id].number
+        return params
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        values = [(result or {}).get(m) for m in metrics]
+        complete = (
+            not error
+            and (result or {}).get("trial_status") == "complete"
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        )
+        if complete:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        failed = error or (result or {}).get("trial_status") == "failed"
+        state = TrialState.FAIL if failed else TrialState.PRUNED
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], None, state=state)
+        except RuntimeError as e:
+            # GridSampler calls Study.stop() once the grid is used up, which Optuna refuses
+            # outside study.optimize(); the trial's state is stored before that.
+            if "Study.stop" not in str(e):
+                raise
+        self._completed_trials.add(trial_id)

@@ -1,0 +1,391 @@
+"""A sweep as data: `search_spaces/*.yaml` -> `SweepSpec`, every part checked before Ray starts.
+
+    name: gmcwd_weights                 # MLflow experiment and Optuna study name
+    description: ...
+    run: {model: {name: gmcwd}, ...}    # the fixed settings: a run config (`robustmm run --config`)
+    space:                              # dotted run-config keys -> distributions
+      model.noise_sigma: {type: float, low: 0.0, high: 1.0}
+      train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      train.batch_size: {type: categorical, choices: [32, 64, 128]}
+      model.noise_mode: {type: categorical, choices: [one, all]}
+      model.tau: {type: float, low: 0.05, high: 0.5, when: {model.noise_mode: all}}   # conditional
+    objectives: [clean_accuracy, {name: worst_modality_auc, attack: pgd}]   # 2 or more
+    sampler: {name: tpe, seed: 0}       # tpe | nsga2 | random | grid | gp, plus sampler options
+    budget: {num_samples: 32, max_concurrent: 4, time_budget_s: null}
+    resources: {cpu: 1, gpu: 0.25}      # per trial; fractional GPUs pack trials onto one GPU
+    early_stopping: null                # or {metric: representation/loss, mode: min, grace_period: 2}
+    checkpoint: {every: 2, keep: 2}     # epochs between trial checkpoints
+    failure: {max_failures: 2}          # crashed trials retry from their last checkpoint
+    smoke: {...}                        # overrides applied by --smoke (same layout)
+
+The space is compiled to an Optuna define-by-run function, so conditional parameters are
+sampled only when their condition holds (and take the run config's value otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from robustmm.config import RunConfig, from_dict, load_yaml, merge, set_path
+from robustmm.errors import ConfigError
+from robustmm.objectives import Objective, parse_objectives
+from robustmm.registry import did_you_mean
+
+SECTIONS = (
+    "name",
+    "description",
+    "run",
+    "space",
+    "objectives",
+    "sampler",
+    "budget",
+    "resources",
+    "early_stopping",
+    "checkpoint",
+    "failure",
+    "smoke",
+)
+SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp")
+PARAM_TYPES = ("float", "int", "categorical")
+PARAM_KEYS = {
+    "float": ("type", "low", "high", "log", "step", "when"),
+    "int": ("type", "low", "high", "log", "step", "when"),
+    "categorical": ("type", "choices", "when"),
+}
+CLASSIFIER_METRICS = ("loss", "train_accuracy")
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched config key and its distribution."""
+
+    key: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    @classmethod
+    def parse(cls, key: str, raw: Any) -> Param:
+        where = f"space.{key}"
+        if not isinstance(raw, Mapping) or raw.get("type") not in PARAM_TYPES:
+            raise ConfigError(
+                f"{where} must be a mapping with type one of {', '.join(PARAM_TYPES)}, got {raw!r}; "
+                "e.g. {type: float, low: 0.0, high: 1.0}"
+            )
+        kind = raw["type"]
+        unknown = sorted(set(raw) - set(PARAM_KEYS[kind]))
+        if unknown:
+            raise ConfigError(
+                f"{where} has no key {unknown[0]!r}{did_you_mean(unknown[0], PARAM_KEYS[kind])}; "
+                f"a {kind} parameter takes {', '.join(PARAM_KEYS[kind])}"
+            )
+        when = cls._parse_when(where, raw.get("when"))
+        if kind == "categorical":
+            choices = raw.get("choices")
+            if not isinstance(choices, (list, tuple)) or not choices:
+                raise ConfigError(f"{where}: choices must be a non-empty list, got {choices!r}")
+            if len({repr(c) for c in choices}) != len(choices):
+                raise ConfigError(f"{where}: choices {choices!r} repeat a value")
+            for c in choices:
+                if not (c is None or isinstance(c, (bool, int, float, str))):
+                    raise ConfigError(f"{where}: choice {c!r} must be a number, a string, true/false or null")
+            return cls(key, kind, choices=tuple(choices), when=when)
+        if "low" not in raw or "high" not in raw:
+            raise ConfigError(f"{where}: a {kind} parameter needs low and high")
+        low, high = _number(raw["low"], f"{where}.low"), _number(raw["high"], f"{where}.high")
+        if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+            raise ConfigError(f"{where}: an int parameter needs integer low and high, got {low!r}, {high!r}")
+        if not low < high:
+            raise ConfigError(f"{where}: the range [{low}, {high}] is empty; low must be below high")
+        log = raw.get("log", False)
+        if not isinstance(log, bool):
+            raise ConfigError(f"{where}.log must be true or false, got {log!r}")
+        if log and low <= 0:
+            raise ConfigError(f"{where}: a log-scaled range needs low > 0, got {low}")
+        step = raw.get("step")
+        if step is not None:
+            step = _number(step, f"{where}.step")
+            if step <= 0 or step > high - low:
+                raise ConfigError(f"{where}.step must be in (0, high - low], got {step}")
+            if log:
+                raise ConfigError(f"{where}: give either log or step, not both")
+            if kind == "int" and not float(step).is_integer():
+                raise ConfigError(f"{where}.step of an int parameter must be an integer, got {step}")
+        if kind == "int":
+            low, high, step = int(low), int(high), None if step is None else int(step)
+        return cls(key, kind, low=low, high=high, log=log, step=step, when=when)
+
+    @staticmethod
+    def _parse_when(where: str, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, Mapping) or not raw:
+            raise ConfigError(f"{where}.when must map parameter keys to values, e.g. {{model.noise_mode: all}}")
+        return tuple((str(k), tuple(v) if isinstance(v, (list, tuple)) else (v,)) for k, v in raw.items())
+
+    def active(self, chosen: Mapping[str, Any]) -> bool:
+        return all(k in chosen and chosen[k] in values for k, values in self.when)
+
+    def suggest(self, trial: Any) -> Any:
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.type == "int":
+            return trial.suggest_int(self.key, self.low, self.high, step=self.step or 1, log=self.log)
+        return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+
+    def grid_values(self) -> list[Any]:
+        """The values a grid search tries: choices, or low..high in `step`s."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.step is None and self.type == "float":
+            raise ConfigError(f"space.{self.key}: the grid sampler needs a step (or choices) for every float parameter")
+        step = self.step or 1
+        count = int(math.floor((self.high - self.low) / step + 1e-9)) + 1
+        values = [self.low + i * step for i in range(count)]
+        return [int(v) for v in values] if self.type == "int" else [round(v, 12) for v in values]
+
+    def corners(self) -> list[Any]:
+        """Values to validate the run config with: both ends, or every choice."""
+        return list(self.choices) if self.type == "categorical" else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """ASHA on one per-epoch metric; trials it stops never enter the Pareto front."""
+
+    metric: str
+    mode: str = "min"
+    grace_period: int = 1
+    reduction_factor: int = 3
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    run: Mapping[str, Any]
+    params: tuple[Param, ...]
+    objectives: tuple[Objective, ...]
+    description: str = ""
+    sampler: str = "tpe"
+    sampler_seed: int = 0
+    sampler_options: Mapping[str, Any] = field(default_factory=dict)
+    num_samples: int = 16
+    max_concurrent: int = 2
+    time_budget_s: float | None = None
+    cpu: float = 1.0
+    gpu: float = 0.0
+    early_stopping: EarlyStopping | None = None
+    checkpoint_every: int = 2
+    checkpoint_keep: int = 2
+    max_failures: int = 2
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def keys(self) -> list[str]:
+        return [o.key for o in self.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o.mode for o in self.objectives]
+
+    def run_config(self, values: Mapping[str, Any] | None = None) -> RunConfig:
+        """The run config of one trial: the fixed settings with the sampled `values` set."""
+        raw = copy.deepcopy(dict(self.run))
+        for key, value in (values or {}).items():
+            if key in {p.key for p in self.params}:
+                set_path(raw, key, value, where=f"space.{key}")
+        return from_dict(raw)
+
+    def define(self, trial: Any) -> None:
+        """Optuna define-by-run: sample each parameter whose condition holds, in order."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(chosen):
+                chosen[p.key] = p.suggest(trial)
+
+    def grid(self) -> dict[str, list[Any]]:
+        if any(p.when for p in self.params):
+            raise ConfigError("the grid sampler cannot search conditional parameters (when:); use tpe or random")
+        return {p.key: p.grid_values() for p in self.params}
+
+    def make_sampler(self) -> Any:
+        """The seeded Optuna sampler named by the spec."""
+        import optuna
+
+        opts, seed = dict(self.sampler_options), self.sampler_seed
+        try:
+            if self.sampler == "tpe":
+                return optuna.samplers.TPESampler(seed=seed, **opts)
+            if self.sampler == "nsga2":
+                return optuna.samplers.NSGAIISampler(seed=seed, **opts)
+            if self.sampler == "random":
+                return optuna.samplers.RandomSampler(seed=seed, **opts)
+            if self.sampler == "gp":
+                return optuna.samplers.GPSampler(seed=seed, **opts)
+            return optuna.samplers.GridSampler(self.grid(), seed=seed, **opts)
+        except TypeError as e:
+            raise ConfigError(f"sampler {self.sampler!r}: bad option in {opts!r} ({e})") from None
+
+    def trial_budget(self) -> int:
+        """How many epochs one trial reports (ASHA's max_t)."""
+        cfg = self.run_config()
+        return len(cfg.seeds) * (cfg.train.epochs + cfg.classifier.epochs)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dict(self.raw), sort_keys=False)
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"sweep section {key!r} must be a mapping, got {value!r}")
+    return dict(value)
+
+
+def _keys(section: str, values: Mapping[str, Any], known: Sequence[str]) -> None:
+    for k in values:
+        if k not in known:
+            raise ConfigError(f"{section} has no key {k!r}{did_you_mean(k, known)}; its keys: {', '.join(known)}")
+
+
+def _int(value: Any, where: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{where} must be an integer ≥ {low}, got {value!r}")
+    return value
+
+
+def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
+    """A sweep mapping (the YAML layout) -> SweepSpec, or a ConfigError naming the bad part."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a sweep must be a mapping of sections ({', '.join(SECTIONS)}), got {raw!r}")
+    _keys("the sweep", raw, SECTIONS)
+    raw = dict(raw)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
+        raise ConfigError(f"sweep name {name!r} must be a non-empty word of letters, digits, _ - .")
+    run = _mapping(raw, "run")
+    space = _mapping(raw, "space")
+    if not space:
+        raise ConfigError("the sweep's space is empty; name at least one config key to search")
+    params = tuple(Param.parse(str(k), v) for k, v in space.items())
+    seen: set[str] = set()
+    for p in params:
+        for k, _ in p.when:
+            if k not in seen:
+                raise ConfigError(f"space.{p.key}.when names {k!r}, which is not a parameter listed before it")
+        seen.add(p.key)
+    objectives = tuple(parse_objectives(raw.get("objectives") or []))
+    if len(objectives) < 2:
+        raise ConfigError(
+            f"a sweep needs 2 or more objectives to trade off, got {len(objectives)}; "
+            "e.g. [clean_accuracy, {name: worst_modality_auc, attack: pgd}]"
+        )
+    sampler = _mapping(raw, "sampler") if not isinstance(raw.get("sampler"), str) else {"name": raw["sampler"]}
+    sname = sampler.pop("name", "tpe")
+    if sname not in SAMPLERS:
+        hint = did_you_mean(str(sname), SAMPLERS)
+        raise ConfigError(f"sampler {sname!r} unknown{hint}; use one of {', '.join(SAMPLERS)}")
+    sseed = _int(sampler.pop("seed", 0), "sampler.seed", 0)
+    budget = _mapping(raw, "budget")
+    _keys("budget", budget, ("num_samples", "max_concurrent", "time_budget_s"))
+    resources = _mapping(raw, "resources")
+    _keys("resources", resources, ("cpu", "gpu"))
+    cpu = _number(resources.get("cpu", 1), "resources.cpu")
+    gpu = _number(resources.get("gpu", 0), "resources.gpu")
+    if cpu <= 0 or gpu < 0 or (gpu > 1 and not float(gpu).is_integer()):
+        raise ConfigError(f"resources: cpu must be > 0 and gpu ≥ 0 (a fraction ≤ 1 or whole GPUs), got {cpu}, {gpu}")
+    ckpt = _mapping(raw, "checkpoint")
+    _keys("checkpoint", ckpt, ("every", "keep"))
+    failure = _mapping(raw, "failure")
+    _keys("failure", failure, ("max_failures",))
+    es = raw.get("early_stopping")
+    early = None
+    if es is not None:
+        if not isinstance(es, Mapping):
+            raise ConfigError(f"early_stopping must be a mapping or null, got {es!r}")
+        _keys("early_stopping", es, ("metric", "mode", "grace_period", "reduction_factor"))
+        if not isinstance(es.get("metric"), str):
+            raise ConfigError("early_stopping.metric is required, e.g. representation/loss")
+        if es.get("mode", "min") not in ("min", "max"):
+            raise ConfigError(f"early_stopping.mode must be min or max, got {es.get('mode')!r}")
+        early = EarlyStopping(
+            es["metric"],
+            es.get("mode", "min"),
+            _int(es.get("grace_period", 1), "early_stopping.grace_period", 1),
+            _int(es.get("reduction_factor", 3), "early_stopping.reduction_factor", 2),
+        )
+    time_budget = budget.get("time_budget_s")
+    if time_budget is not None and _number(time_budget, "budget.time_budget_s") <= 0:
+        raise ConfigError(f"budget.time_budget_s must be > 0 or null, got {time_budget}")
+    spec = SweepSpec(
+        name=name,
+        run=run,
+        params=params,
+        objectives=objectives,
+        description=str(raw.get("description") or ""),
+        sampler=sname,
+        sampler_seed=sseed,
+        sampler_options=sampler,
+        num_samples=_int(budget.get("num_samples", 16), "budget.num_samples", 1),
+        max_concurrent=_int(budget.get("max_concurrent", 2), "budget.max_concurrent", 1),
+        time_budget_s=time_budget,
+        cpu=cpu,
+        gpu=gpu,
+        early_stopping=early,
+        checkpoint_every=_int(ckpt.get("every", 2), "checkpoint.every", 1),
+        checkpoint_keep=_int(ckpt.get("keep", 2), "checkpoint.keep", 1),
+        max_failures=_int(failure.get("max_failures", 2), "failure.max_failures", 0),
+        raw={k: v for k, v in raw.items() if k != "smoke"},
+    )
+    if sname == "grid":
+        spec.grid()  # every parameter must have grid values
+    corner_configs(spec)
+    return spec
+
+
+def corner_configs(spec: SweepSpec) -> list[RunConfig]:
+    """Run configs that together touch every value a parameter can take: both ends of each
+    range and every choice, one parameter at a time (the rest at the run config's values).
+    Building them finds a key the run config does not have; building the model from them (once
+    the data are known) finds a bad model option."""
+    out = [spec.run_config()]
+    for p in spec.params:
+        out += [spec.run_config({p.key: v}) for v in p.corners()]
+    return out
+
+
+def apply_smoke(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep with its `smoke:` overrides applied (a quick version of the same sweep)."""
+    overrides = _mapping(raw, "smoke")
+    if not overrides:
+        raise ConfigError("--smoke asked for, but the sweep has no smoke: section")
+    _keys("smoke", overrides, [s for s in SECTIONS if s not in ("smoke", "name")])
+    return merge(dict(raw), overrides)
+
+
+def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Read a search-space YAML; then the smoke overrides (with `smoke`), then `overrides`
+    (same layout, e.g. from command-line flags) win."""
+    raw = load_yaml(path)
+    if smoke:
+        raw = apply_smoke(raw)
+    if overrides:
+        raw = merge(raw, overrides)
+    return parse_sweep(raw)

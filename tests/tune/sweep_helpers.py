@@ -1,0 +1,54 @@
+"""Tiny sweeps that train in seconds on synth-mhd (imported by the tests in this folder)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+# a grid with what the objectives need and little else: clean, missing, PGD K=2 at two eps
+TINY_GRID = [
+    {"attack": "missing", "targets": "each"},
+    {"attack": "pgd", "targets": "each", "eps": [0.1, 0.2], "alpha": 0.05, "steps": 2},
+]
+
+TINY_SWEEP: dict[str, Any] = {
+    "name": "tiny",
+    "run": {
+        "model": {"name": "gmc", "latent_dim": 16, "common_dim": 16, "head_hidden": 32},
+        "dataset": {"name": "synth-mhd", "n_train": 400, "n_test": 100, "difficulty": 0.3},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.003},
+        "classifier": {"epochs": 2, "batch_size": 64, "lr": 0.003},
+        "eval": {"grid": TINY_GRID, "batched": False},
+        "seeds": [0],
+        "device": "cpu",
+    },
+    "space": {"model.tau": {"type": "float", "low": 0.05, "high": 0.5}},
+    "objectives": ["clean_accuracy", {"name": "worst_modality_auc", "attack": "pgd"}],
+    "sampler": {"name": "tpe", "seed": 0},
+    "budget": {"num_samples": 4, "max_concurrent": 2},
+    "resources": {"cpu": 1, "gpu": 0},
+    "checkpoint": {"every": 1, "keep": 2},
+    "failure": {"max_failures": 1},
+}
+
+
+def tiny_sweep(**changes: Any) -> dict[str, Any]:
+    """TINY_SWEEP with top-level sections replaced (and run sections merged)."""
+    out = copy.deepcopy(TINY_SWEEP)
+    for k, v in changes.items():
+        if k == "run":
+            for section, value in v.items():
+                out["run"][section] = {**out["run"].get(section, {}), **value} if isinstance(value, dict) else value
+        else:
+            out[k] = v
+    return out
+
+
+def write_space(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
