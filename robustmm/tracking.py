@@ -2,7 +2,7 @@
 
 Everything goes through `MlflowClient` with explicit run ids, so nothing depends on a global
 "active run" and the driver can log many trials at once. Child runs are nested under the parent
-with the `mlflow.parentRunId` tag and found again by their `robustmm.trial_id` tag, so a resumed
+with the `mlflow.parentRunId` tag and found again by their `robustmm.trial` tag (the trial number), so a resumed
 sweep adds to the runs it made before instead of making new ones.
 
 Locally the store is `sqlite:///<out>/mlflow.db` with artifacts in `<out>/mlartifacts`; on a
@@ -24,7 +24,7 @@ from robustmm.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
-TRIAL_TAG = "robustmm.trial_id"
+TRIAL_TAG = "robustmm.trial"  # the trial's key: its Optuna number
 KIND_TAG = "robustmm.kind"
 MAX_PARAM = 6000
 
@@ -108,16 +108,16 @@ class Tracker:
         self.client.update_run(run_id, status="RUNNING")
         return run_id
 
-    def find_child(self, parent_id: str, trial_id: str) -> str | None:
+    def find_child(self, parent_id: str, key: str) -> str | None:
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.`{TRIAL_TAG}` = '{key}'",
             max_results=2,
         )
         return runs[0].info.run_id if runs else None
 
     def children(self, parent_id: str) -> dict[str, str]:
-        """trial id -> child run id, for every child of the parent."""
+        """trial key -> child run id, for every child of the parent."""
         out: dict[str, str] = {}
         token = None
         while True:
@@ -129,16 +129,16 @@ class Tracker:
             if not token:
                 return out
 
-    def start_child(self, parent_id: str, trial_id: str, name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
+    def start_child(self, parent_id: str, key: str, name: str, tags: Mapping[str, str]) -> tuple[str, bool]:
         """The child run of a trial: (run id, whether it existed already)."""
-        existing = self.find_child(parent_id, trial_id)
+        existing = self.find_child(parent_id, key)
         if existing is not None:
             self.client.update_run(existing, status="RUNNING")
             return existing, True
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
-            tags={PARENT_TAG: parent_id, TRIAL_TAG: trial_id, KIND_TAG: "trial", **tags},
+            tags={PARENT_TAG: parent_id, TRIAL_TAG: key, KIND_TAG: "trial", **tags},
         )
         return run.info.run_id, False
 

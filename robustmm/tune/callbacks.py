@@ -31,6 +31,13 @@ def trial_number(trial: Any) -> int | None:
     return None if number is None else int(number)
 
 
+def trial_key(trial: Any) -> str:
+    """What names a trial's MLflow run: its Optuna number, which survives a resume (Ray's trial
+    id does not when the trial was handed out again)."""
+    number = trial_number(trial)
+    return str(number) if number is not None else trial.trial_id
+
+
 def trial_params(trial: Any) -> dict[str, Any]:
     return {k: v for k, v in (trial.config or {}).items() if k != NUMBER_KEY}
 
@@ -90,7 +97,7 @@ class TrackingCallback(tune.Callback):
             number = trial_number(trial)
             name = f"trial-{number:03d}" if number is not None else trial.trial_id
             tags = {"trial_number": "" if number is None else str(number), "ray_trial_id": trial.trial_id}
-            run_id, existed = self.tracker.start_child(self.parent_id, trial.trial_id, name, tags)
+            run_id, existed = self.tracker.start_child(self.parent_id, trial_key(trial), name, tags)
             self._runs[trial.trial_id] = run_id
             self._last_step[trial.trial_id] = self.tracker.last_step(run_id, STEP_METRIC) if existed else -1
             self.tracker.log_params(run_id, trial_params(trial))

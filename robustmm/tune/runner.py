@@ -339,7 +339,7 @@ def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame,
         tracker.log_artifact(parent, path, "pareto")
     children = tracker.children(parent)
     for rec in ranked.to_dict("records"):
-        run_id = children.get(str(rec.get("trial_id", "")))
+        run_id = children.get(str(int(rec["trial"])))
         if run_id is not None:
             rank = int(rec["pareto_rank"]) if rec["status"] == "complete" else "none"
             tracker.set_tags(run_id, {"pareto_rank": rank})

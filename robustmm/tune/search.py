@@ -1,7 +1,10 @@
 """Optuna behind Ray Tune, with the two things a Pareto sweep needs that OptunaSearch lacks.
 
 1. Each trial's config carries its Optuna trial number (`trial_number`), the name users pick by.
-2. Only a fully trained and evaluated trial is told to Optuna as COMPLETE. A trial that ASHA
+2. After a resume, a trial Optuna handed out but Ray never recorded (the driver died between
+   the two) is handed out again, with its number and sampled values, instead of being left
+   RUNNING in the study while a new trial takes its place.
+3. Only a fully trained and evaluated trial is told to Optuna as COMPLETE. A trial that ASHA
    stopped early reaches `on_trial_complete` with partial values; stock OptunaSearch would tell
    a list of Nones (which Optuna refuses, leaving the trial RUNNING) — here it is PRUNED, and a
    trial whose loss diverged is FAIL. Neither ever enters the Pareto front.
@@ -12,14 +15,31 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from optuna.trial import TrialState
+from optuna.trial import Trial, TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from robustmm.tune.trainable import NUMBER_KEY
 
 
 class ParetoOptunaSearch(OptunaSearch):
+    _restored = False
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._restored = True
+
+    def _adopt_orphan(self, trial_id: str) -> None:
+        known = {t.number for t in self._ot_trials.values()}
+        running = self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        orphans = sorted((t for t in running if t.number not in known), key=lambda t: t.number)
+        if orphans:
+            self._ot_trials[trial_id] = Trial(self._ot_study, orphans[0]._trial_id)
+        else:
+            self._restored = False
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self._restored and trial_id not in self._ot_trials:
+            self._adopt_orphan(trial_id)
         params = super().suggest(trial_id)
         if isinstance(params, dict):
             params[NUMBER_KEY] = self._ot_trials[trial_id].number

@@ -14,12 +14,13 @@ import optuna
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from sweep_helpers import tiny_sweep
 
 from robustmm.objectives import compute_objectives
 from robustmm.tune.pareto import pareto_ranks
 from robustmm.tune.runner import run_sweep
 from robustmm.tune.space import parse_sweep
+
+from sweep_helpers import tiny_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +100,7 @@ def test_mlflow_parent_children_and_front_artifacts(swept):
     assert {"pareto/front.md", "pareto/front.png", "pareto/front.html", "pareto/front.parquet"} <= arts
     exp = parent.info.experiment_id
     children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert len(children) == 8 and len({c.data.tags["robustmm.trial_id"] for c in children}) == 8
+    assert len(children) == 8 and len({c.data.tags["robustmm.trial"] for c in children}) == 8
     by_number = {int(c.data.tags["trial_number"]): c for c in children}
     for r in result.trials.to_dict("records"):
         child = by_number[int(r["trial"])]

@@ -1,0 +1,81 @@
+"""`ray job submit --working-dir . -- python sweeps/gmcwd_weights.py --smoke ...` against a
+Ray head started with `ray start --head` on loopback: the script joins that cluster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sweep_helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def head(tmp_path):
+    """A Ray head on 127.0.0.1 in its own process group, torn down by killing that group
+    (`ray stop` would also stop the test session's own Ray)."""
+    port, dash = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="rmm-")  # short: Ray's socket paths must stay under 108 bytes
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [
+        RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+        "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}",
+    ]  # fmt: skip
+    log = open(tmp_path / "head.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ok = subprocess.run([RAY, "job", "list", f"--address={address}"], env=env, capture_output=True, timeout=60)
+        if ok.returncode == 0:
+            break
+        assert proc.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+        time.sleep(2)
+    else:
+        pytest.fail("the Ray head did not come up:\n" + (tmp_path / "head.log").read_text()[-3000:])
+    yield address, env
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_the_smoke_sweep_on_the_cluster(head, tmp_path):
+    address, env = head
+    out = tmp_path / "sweep"
+    cmd = [
+        RAY, "job", "submit", f"--address={address}", "--working-dir", ".", "--",
+        sys.executable, "sweeps/gmcwd_weights.py", "--smoke", "--num-samples=2", "--max-concurrent=2",
+        "--epochs=1", "--set=classifier.epochs=1", "--set=dataset.n_train=400", "--set=dataset.n_test=100",
+        f"--out={out}",
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    text = r.stdout + r.stderr
+    assert r.returncode == 0, text[-4000:]
+    assert "joined the" in text and "Pareto front of gmcwd_weights" in text
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 2 and (trials["status"] == "complete").all()

@@ -1,0 +1,115 @@
+"""`python sweeps/gmcwd_weights.py --smoke --resume` after the driver was killed finishes the
+same sweep: no trial twice in Ray, in the Optuna study or in MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from sweep_helpers import REPO
+
+pytestmark = pytest.mark.slow
+
+N = 4
+# the smoke sweep, shrunk further so that a trial takes seconds
+SHRINK = [
+    "--smoke",
+    f"--num-samples={N}",
+    "--max-concurrent=1",
+    "--epochs=2",
+    "--set=classifier.epochs=1",
+    "--set=dataset.n_train=400",
+    "--set=dataset.n_test=100",
+    "--set=eval.grid=[{attack: pgd, targets: each, eps: [0.1, 0.2], alpha: 0.05, steps: 2}]",
+]
+
+
+def _env():
+    env = dict(os.environ, CI="true", PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _run(out, *extra, log=None):
+    cmd = [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", *extra]
+    return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=log, start_new_session=True)
+
+
+def test_resume_after_the_driver_was_killed(tmp_path):
+    out = tmp_path / "sweep"
+    log_path = tmp_path / "first.log"
+    with open(log_path, "w") as log:
+        proc = _run(out, log=log)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if log_path.read_text().count(" complete: ") >= 2:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the sweep ended before it could be interrupted:\n" + log_path.read_text()[-3000:]
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, no clean-up
+        proc.wait()
+    study = optuna.load_study(study_name="gmcwd_weights", storage=f"sqlite:///{out / 'optuna.db'}")
+    before = {t.number: t.values for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert 2 <= len(before) < N
+
+    again = subprocess.run(
+        [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", "--resume"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Pareto front of gmcwd_weights" in again.stdout
+
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert sorted(trials["trial"]) == list(range(N)) and (trials["status"] == "complete").all()
+    study = optuna.load_study(study_name="gmcwd_weights", storage=f"sqlite:///{out / 'optuna.db'}")
+    complete = {t.number: t.values for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert sorted(complete) == list(range(N))
+    assert all(complete[n] == v for n, v in before.items())  # finished trials were not re-run
+    assert len(list((out / "ray" / "gmcwd_weights").glob("train_trial_*"))) == N
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("gmcwd_weights")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("robustmm.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("robustmm.kind") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert sorted(int(c.data.tags["trial_number"]) for c in finished) == list(range(N))
+    assert all(c.info.status != "RUNNING" for c in children)
+
+
+def test_resume_refuses_other_settings_and_fresh_run_refuses_existing_dir(tmp_path):
+    out = tmp_path / "empty"
+    r = subprocess.run(
+        [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", "--resume"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("robustmm: error: --resume")
+    out.mkdir()
+    (out / "sweep.json").write_text("{}")
+    r = subprocess.run(
+        [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "already holds a sweep; pass --resume" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["sweep.json"]
