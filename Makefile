@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# the smoke GMCWD sweep: six Ray Tune trials, Optuna, MLflow; prints the Pareto front and the
+# `mlflow ui` command (runs/demo is rebuilt on every call)
 demo: $(STAMP)
-	$(VENV)/bin/robustmm run --model gmcwd --dataset synth-mhd --grid smoke --seeds 0-1 --out runs/demo
+	rm -rf runs/demo
+	$(PY) sweeps/gmcwd_weights.py --smoke --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -23,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/grid_eval.py
+	$(PY) bench/sweep_overhead.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
