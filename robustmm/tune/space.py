@@ -130,6 +130,8 @@ class Param:
                 raise ConfigError(f"{where}.step of an int parameter must be an integer, got {step}")
         if kind == "int":
             low, high, step = int(low), int(high), None if step is None else int(step)
+        else:  # a float range written with whole-number ends still samples floats
+            low, high = float(low), float(high)
         return cls(key, kind, low=low, high=high, log=log, step=step, when=when)
 
     @staticmethod
@@ -380,6 +382,18 @@ def apply_smoke(raw: Mapping[str, Any]) -> dict[str, Any]:
     return merge(dict(raw), overrides)
 
 
+def _drop_other_dataset_options(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Another dataset named by the overrides starts from its own defaults, not this one's options."""
+    new = ((overrides.get("run") or {}).get("dataset") or {}).get("name")
+    run = raw.get("run")
+    dataset = run.get("dataset") if isinstance(run, Mapping) else None
+    old = dataset.get("name") if isinstance(dataset, Mapping) else dataset
+    if new is not None and old is not None and new != old:
+        raw = copy.deepcopy(raw)
+        raw["run"]["dataset"] = {}
+    return raw
+
+
 def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
     """Read a search-space YAML; then the smoke overrides (with `smoke`), then `overrides`
     (same layout, e.g. from command-line flags) win."""
@@ -387,5 +401,6 @@ def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Mapping[str,
     if smoke:
         raw = apply_smoke(raw)
     if overrides:
+        raw = _drop_other_dataset_options(raw, overrides)
         raw = merge(raw, overrides)
     return parse_sweep(raw)
