@@ -208,7 +208,8 @@ def run_sweep(
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # checkpoints every few epochs force experiment snapshots; that is intended, not a warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not verbose:
+    if not verbose:  # our own progress lines instead of Ray's status tables
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
     trainable = tune.with_resources(tune.with_parameters(train_trial, spec=spec), {"cpu": spec.cpu, "gpu": spec.gpu})
     experiment_path = f"{state['storage'].rstrip('/')}/{state['experiment']}"
@@ -254,7 +255,7 @@ def run_sweep(
                 scheduler=scheduler,
                 num_samples=spec.num_samples,
                 time_budget_s=spec.time_budget_s,
-                reuse_actors=False,
+                reuse_actors=True,  # a worker keeps torch imported and the data loaded
             ),
             run_config=tune.RunConfig(
                 name=state["experiment"],
