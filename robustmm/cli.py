@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robustmm.errors import ConfigError, RobustMMError
+from robustmm.errors import ConfigError
 
 log = logging.getLogger("robustmm")
 
@@ -235,14 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    try:
-        return args.func(args)
-    except RobustMMError as e:
-        print(f"robustmm: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("robustmm: interrupted; results of finished seeds are kept", file=sys.stderr)
-        return 130
+    from robustmm.tune.command import guarded
+
+    kept = "continue a sweep with --resume" if args.command == "sweep" else "results of finished seeds are kept"
+    return guarded(lambda: args.func(args), kept)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +108,16 @@ def main(space_name: str, argv: list[str] | None = None, *, script: str | None =
     add_sweep_flags(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    return guarded(lambda: run_from_args(find_space(space_name, script), args), "continue the sweep with --resume")
+
+
+def guarded(call: Callable[[], int], on_interrupt: str) -> int:
+    """Run a command: a RobustMMError is one line on stderr and exit code 2; Ctrl-C says what is kept."""
     try:
-        return run_from_args(find_space(space_name, script), args)
+        return call()
     except RobustMMError as e:
         print(f"robustmm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("robustmm: interrupted; continue the sweep with --resume", file=sys.stderr)
+        print(f"robustmm: interrupted; {on_interrupt}", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback test cluster; s
 # generated data go to a cache of this test run; set before Ray starts so its workers see it too
 os.environ.setdefault("ROBUSTMM_CACHE", tempfile.mkdtemp(prefix="robustmm-test-cache-"))
 
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray

@@ -38,9 +38,16 @@ def _env():
     return env
 
 
+def _cmd(out, *extra):
+    return [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", *extra]
+
+
 def _run(out, *extra, log=None):
-    cmd = [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", *extra]
-    return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=log, stderr=log, start_new_session=True)
+    return subprocess.Popen(_cmd(out, *extra), cwd=REPO, env=_env(), stdout=log, stderr=log, start_new_session=True)
+
+
+def _finish(out, *extra, timeout=600):
+    return subprocess.run(_cmd(out, *extra), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def test_resume_after_the_driver_was_killed(tmp_path):
@@ -60,14 +67,7 @@ def test_resume_after_the_driver_was_killed(tmp_path):
     before = {t.number: t.values for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert 2 <= len(before) < N
 
-    again = subprocess.run(
-        [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", "--resume"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = _finish(out, "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Pareto front of gmcwd_weights" in again.stdout
 
@@ -92,24 +92,10 @@ def test_resume_after_the_driver_was_killed(tmp_path):
 
 def test_resume_refuses_other_settings_and_fresh_run_refuses_existing_dir(tmp_path):
     out = tmp_path / "empty"
-    r = subprocess.run(
-        [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", "--resume"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = _finish(out, "--resume", timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("robustmm: error: --resume")
     out.mkdir()
     (out / "sweep.json").write_text("{}")
-    r = subprocess.run(
-        [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}"],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = _finish(out, timeout=120)
     assert r.returncode == 2 and "already holds a sweep; pass --resume" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["sweep.json"]
