@@ -236,6 +236,7 @@ def run_sweep(
             sampler=spec.make_sampler(),
             study_name=spec.name,
             storage=storage_rdb,
+            reseed=spec.make_sampler,
         )
         search = tune.search.ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
         scheduler = None

@@ -3,7 +3,9 @@
 1. Each trial's config carries its Optuna trial number (`trial_number`), the name users pick by.
 2. After a resume, a trial Optuna handed out but Ray never recorded (the driver died between
    the two) is handed out again, with its number and sampled values, instead of being left
-   RUNNING in the study while a new trial takes its place.
+   RUNNING in the study while a new trial takes its place. The sampler restarts with a seed
+   that counts the study's trials, so it does not repeat the draws it made before the
+   snapshot Ray restored (which would hand out the same values twice).
 3. Only a fully trained and evaluated trial is told to Optuna as COMPLETE. A trial that ASHA
    stopped early reaches `on_trial_complete` with partial values; stock OptunaSearch would tell
    a list of Nones (which Optuna refuses, leaving the trial RUNNING) — here it is PRUNED, and a
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from optuna.trial import Trial, TrialState
@@ -24,9 +27,15 @@ from robustmm.tune.trainable import NUMBER_KEY
 class ParetoOptunaSearch(OptunaSearch):
     _restored = False
 
+    def __init__(self, *args: Any, reseed: Callable[[int], Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reseed = reseed  # offset -> the spec's sampler, seeded with seed + offset
+
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         self._restored = True
+        if self._reseed is not None:
+            self._sampler = self._ot_study.sampler = self._reseed(len(self._ot_study.trials))
 
     def _adopt_orphan(self, trial_id: str) -> None:
         known = {t.number for t in self._ot_trials.values()}

@@ -227,11 +227,11 @@ class SweepSpec:
             raise ConfigError("the grid sampler cannot search conditional parameters (when:); use tpe or random")
         return {p.key: p.grid_values() for p in self.params}
 
-    def make_sampler(self) -> Any:
-        """The seeded Optuna sampler named by the spec."""
+    def make_sampler(self, seed_offset: int = 0) -> Any:
+        """The seeded Optuna sampler named by the spec (seed + `seed_offset`)."""
         import optuna
 
-        opts, seed = dict(self.sampler_options), self.sampler_seed
+        opts, seed = dict(self.sampler_options), self.sampler_seed + seed_offset
         try:
             if self.sampler == "tpe":
                 return optuna.samplers.TPESampler(seed=seed, **opts)
