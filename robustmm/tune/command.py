@@ -93,13 +93,15 @@ def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
         spec, out, tracking_uri=args.tracking_uri, storage=args.storage, resume=args.resume, verbose=args.verbose
     )
     print(result.front_markdown)
+    if result.interrupted:
+        print("the sweep was interrupted before every trial ended; continue it: the same command plus --resume")
     print(f"sweep directory: {result.out}")
     print(f"MLflow UI:       {ui_command(result.tracking_uri)}")
     print(
         f"re-run a trial over seeds: robustmm pick {result.out} --trial N > picked.yaml && "
         "robustmm run --config picked.yaml --seeds 0-9"
     )
-    return 0
+    return 130 if result.interrupted else 0
 
 
 def main(space_name: str, argv: list[str] | None = None, *, script: str | None = None, doc: str = "") -> int:

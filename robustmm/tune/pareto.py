@@ -229,12 +229,13 @@ def _fmt_param(v: Any) -> str:
 
 def _status_counts(trials: pd.DataFrame) -> dict[str, int]:
     counts = trials["status"].value_counts()
-    return {s: int(counts.get(s, 0)) for s in ("complete", "pruned", "failed", "running")}
+    return {s: int(counts.get(s, 0)) for s in ("complete", "pruned", "failed", "running", "interrupted")}
 
 
 def _summary_line(trials: pd.DataFrame, n_front: int) -> str:
     c = _status_counts(trials)
-    return f"{c['complete']} complete trials, {n_front} on the front; {c['pruned']} pruned, {c['failed']} failed"
+    line = f"{c['complete']} complete trials, {n_front} on the front; {c['pruned']} pruned, {c['failed']} failed"
+    return line + (f", {c['interrupted']} interrupted" if c["interrupted"] else "")
 
 
 def _front_table(trials: pd.DataFrame, objs: Sequence[Objective]) -> tuple[list[str], list[list[str]], pd.DataFrame]:

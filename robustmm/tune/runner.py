@@ -52,6 +52,7 @@ class SweepResult:
     front_markdown: str
     tracking_uri: str
     parent_run_id: str
+    interrupted: bool = False
 
 
 def objective_triples(spec: SweepSpec) -> list[tuple[str, str, str]]:
@@ -269,18 +270,32 @@ def run_sweep(
         )
     say(f"running up to {spec.num_samples} trials, {spec.max_concurrent} at a time ({spec.sampler} sampler)")
     grid = tuner.fit()
-    trials, rows = collect(grid, spec)
+    trials, rows = collect(grid, spec, _unfinished(state["optuna_storage"], spec.name))
     result = finish(spec, out, trials, rows, tracker, parent)
-    tracker.end(parent, "FINISHED")
+    result.interrupted = bool((trials["status"] == "interrupted").any()) if not trials.empty else False
+    tracker.set_tags(parent, {"sweep_state": "interrupted" if result.interrupted else "finished"})
+    tracker.end(parent, "KILLED" if result.interrupted else "FINISHED")
     return result
 
 
-def collect(grid: Any, spec: SweepSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ResultGrid -> one row per trial (number, status, objectives, params) and all grid rows."""
+def _unfinished(storage: str, study: str) -> set[int]:
+    """Trials the study still holds RUNNING after Tune returned: every trial that ends is told to
+    Optuna, so these were cut short by an interruption (Ctrl-C, a time budget)."""
+    import optuna
+
+    found = optuna.load_study(study_name=study, storage=storage)
+    return {t.number for t in found.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+
+
+def collect(grid: Any, spec: SweepSpec, unfinished: set[int] = frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ResultGrid -> one row per trial (number, status, objectives, params) and all grid rows.
+    `unfinished`: numbers of trials that never ended (the sweep was interrupted)."""
     records, all_rows = [], []
     for result in grid:
         trial = _TrialView(result)
         status, reason = trial_outcome(trial)
+        if trial_number(trial) in unfinished:
+            status, reason = "interrupted", "the sweep stopped before this trial ended; continue it with --resume"
         metrics = result.metrics or {}
         record: dict[str, Any] = {
             "trial": trial_number(trial),

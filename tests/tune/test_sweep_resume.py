@@ -50,7 +50,8 @@ def _finish(out, *extra, timeout=600):
     return subprocess.run(_cmd(out, *extra), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def test_resume_after_the_driver_was_killed(tmp_path):
+@pytest.mark.parametrize("how", ["killed", "ctrl-c"])
+def test_resume_after_the_driver_was_stopped(tmp_path, how):
     out = tmp_path / "sweep"
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
@@ -61,8 +62,16 @@ def test_resume_after_the_driver_was_killed(tmp_path):
                 break
             time.sleep(0.5)
         assert proc.poll() is None, "the sweep ended before it could be interrupted:\n" + log_path.read_text()[-3000:]
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, no clean-up
-        proc.wait()
+        if how == "killed":
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, no clean-up
+            proc.wait()
+        else:  # Ray Tune stops the trials and saves; the sweep says it was interrupted
+            os.kill(proc.pid, signal.SIGINT)
+            assert proc.wait(timeout=180) == 130, log_path.read_text()[-3000:]
+    if how == "ctrl-c":
+        text = log_path.read_text()
+        assert "interrupted" in text and "--resume" in text
+        assert "interrupted" in set(pd.read_parquet(out / "trials.parquet")["status"])
     study = optuna.load_study(study_name="gmcwd_weights", storage=f"sqlite:///{out / 'optuna.db'}")
     before = {t.number: t.values for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     assert 2 <= len(before) < N
