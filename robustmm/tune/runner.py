@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shlex
 import subprocess
@@ -272,10 +273,19 @@ def run_sweep(
     grid = tuner.fit()
     trials, rows = collect(grid, spec, _unfinished(state["optuna_storage"], spec.name))
     result = finish(spec, out, trials, rows, tracker, parent)
-    result.interrupted = bool((trials["status"] == "interrupted").any()) if not trials.empty else False
+    cut_short = bool((trials["status"] == "interrupted").any()) if not trials.empty else False
+    result.interrupted = cut_short or len(trials) < _expected_trials(spec)
     tracker.set_tags(parent, {"sweep_state": "interrupted" if result.interrupted else "finished"})
     tracker.end(parent, "KILLED" if result.interrupted else "FINISHED")
     return result
+
+
+def _expected_trials(spec: SweepSpec) -> int:
+    """How many trials a sweep that ran to its end has: num_samples, or the whole grid if smaller.
+    Fewer means it was stopped between trials (Ctrl-C, the time budget)."""
+    if spec.sampler != "grid":
+        return spec.num_samples
+    return min(spec.num_samples, math.prod(len(v) for v in spec.grid().values()))
 
 
 def _unfinished(storage: str, study: str) -> set[int]:
