@@ -37,21 +37,23 @@ def add_sweep_flags(p: argparse.ArgumentParser, verbose: bool = True) -> None:
         p.add_argument("-v", "--verbose", action="store_true", help="Ray Tune's own progress table and INFO logs")
 
 
+# flags that set one key of a sweep section
+FLAG_KEYS = {
+    "num_samples": ("budget", "num_samples"),
+    "max_concurrent": ("budget", "max_concurrent"),
+    "sampler": ("sampler", "name"),
+    "sampler_seed": ("sampler", "seed"),
+    "gpu": ("resources", "gpu"),
+    "cpu": ("resources", "cpu"),
+}
+
+
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     """The flags as a sweep-YAML fragment."""
     o: dict[str, Any] = {}
-    if args.num_samples is not None:
-        o.setdefault("budget", {})["num_samples"] = args.num_samples
-    if args.max_concurrent is not None:
-        o.setdefault("budget", {})["max_concurrent"] = args.max_concurrent
-    if args.sampler is not None:
-        o.setdefault("sampler", {})["name"] = args.sampler
-    if args.sampler_seed is not None:
-        o.setdefault("sampler", {})["seed"] = args.sampler_seed
-    if args.gpu is not None:
-        o.setdefault("resources", {})["gpu"] = args.gpu
-    if args.cpu is not None:
-        o.setdefault("resources", {})["cpu"] = args.cpu
+    for flag, (section, key) in FLAG_KEYS.items():
+        if getattr(args, flag) is not None:
+            o.setdefault(section, {})[key] = getattr(args, flag)
     run: dict[str, Any] = {}
     if args.dataset:
         run["dataset"] = {"name": args.dataset}

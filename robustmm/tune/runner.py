@@ -33,7 +33,7 @@ from robustmm.errors import ConfigError
 from robustmm.experiment import prepare
 from robustmm.models.base import build_model
 from robustmm.results import write_text
-from robustmm.tracking import Tracker, flatten, resolve_uri, ui_command
+from robustmm.tracking import Tracker, resolve_uri, ui_command
 from robustmm.tune import pareto
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
 from robustmm.tune.space import SweepSpec, corner_configs, parse_sweep
@@ -160,7 +160,8 @@ def run_sweep(
     verbose: bool = False,
     say: Any = None,
 ) -> SweepResult:
-    """Run (or resume) the sweep into `out`; returns its trials table and Pareto front."""
+    """Run (or resume) the sweep into `out`; returns its trials table and Pareto front.
+    `callbacks`: extra Tune callbacks for a fresh run (a resumed one gets its saved ones back)."""
     from ray import tune
 
     from robustmm.tune.search import ParetoOptunaSearch
@@ -195,7 +196,6 @@ def run_sweep(
         tracker.log_artifact(parent, out / SPEC_FILE)
         ray_root = storage or str(out / "ray")
         state = {
-            "name": spec.name,
             "tracking_uri": uri,
             "parent_run_id": parent,
             "storage": ray_root,
@@ -215,12 +215,7 @@ def run_sweep(
         logging.getLogger("ray.tune").setLevel(logging.WARNING)
     trainable = tune.with_resources(tune.with_parameters(train_trial, spec=spec), {"cpu": spec.cpu, "gpu": spec.gpu})
     experiment_path = f"{state['storage'].rstrip('/')}/{state['experiment']}"
-    my_callbacks = [
-        TrackingCallback(uri, spec.name, parent, spec.objectives),
-        ProgressCallback(spec.objectives, spec.num_samples),
-        *(callbacks or []),
-    ]
-    if resume:
+    if resume:  # the callbacks, searcher and scheduler come back from the saved experiment
         from ray.tune import Tuner
 
         if not Tuner.can_restore(experiment_path):
@@ -265,7 +260,11 @@ def run_sweep(
                 storage_path=state["storage"],
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
-                callbacks=my_callbacks,
+                callbacks=[
+                    TrackingCallback(uri, spec.name, parent, spec.objectives),
+                    ProgressCallback(spec.objectives, spec.num_samples),
+                    *(callbacks or []),
+                ],
                 verbose=2 if verbose else 0,
             ),
         )
@@ -349,7 +348,6 @@ def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame,
     """Rank the trials, write the front (table, plots) to `out` and the MLflow parent, tag children."""
     objectives = objective_triples(spec)
     ranked = pareto.rank_trials(trials, objectives) if not trials.empty else trials.assign(pareto_rank=[])
-    ranked = _with_reasons(ranked)
     ranked.to_parquet(out / "trials.parquet", index=False)
     if not rows.empty:
         rows.to_parquet(out / "rows.parquet", index=False)
@@ -372,14 +370,8 @@ def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame,
             tracker.set_tags(run_id, {"pareto_rank": rank})
     counts = ranked["status"].value_counts().to_dict() if not ranked.empty else {}
     tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()} | {"front_size": len(front)}, step=0)
-    tracker.set_tags(parent, flatten({"front_trials": ",".join(str(int(t)) for t in front["trial"])}))
+    tracker.set_tags(parent, {"front_trials": ",".join(str(int(t)) for t in front["trial"])})
     return SweepResult(out, ranked, front, md, tracker.uri, parent)
-
-
-def _with_reasons(trials: pd.DataFrame) -> pd.DataFrame:
-    if "failure_reason" not in trials:
-        return trials
-    return trials.assign(failure_reason=trials["failure_reason"].fillna("").astype(str))
 
 
 def load_sweep_dir(out: str | Path) -> tuple[SweepSpec, pd.DataFrame]:

@@ -77,15 +77,14 @@ def _load(checkpoint: tune.Checkpoint | None) -> dict[str, Any] | None:
 class _Reporter:
     """One tune.report per epoch; the epoch's checkpoint, when one is due, goes with it."""
 
-    def __init__(self, seed: int, index: int, rows: list, timing: dict, iteration: dict) -> None:
-        self.seed, self.index, self.rows, self.timing, self.iteration = seed, index, rows, timing, iteration
+    def __init__(self, seed: int, index: int, rows: list, timing: dict) -> None:
+        self.seed, self.index, self.rows, self.timing = seed, index, rows, timing
         self.pending: LoopState | None = None
 
     def keep(self, state: LoopState) -> None:
         self.pending = state
 
     def on_epoch(self, stage: str, epoch: int, metrics: dict[str, float]) -> None:
-        self.iteration["n"] += 1
         report = {**_stage_metrics(stage, metrics), "stage": stage, "epoch": epoch, "seed": self.seed}
         report["trial_status"] = "running"
         loop, self.pending = self.pending, None
@@ -97,7 +96,6 @@ class _Reporter:
             "rows": self.rows,
             "loop": loop.to_dict(),
             "timing": self.timing,
-            "iteration": self.iteration["n"],
             "done": False,
         }
         with tempfile.TemporaryDirectory() as d:
@@ -115,7 +113,6 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     rows: list[dict[str, Any]] = list(state["rows"]) if state else []
     start_seed = int(state["seed_index"]) if state else 0
     timing = dict(state["timing"]) if state else {"train_seconds": 0.0, "eval_seconds": 0.0}
-    iteration = {"n": int(state["iteration"]) if state else 0}
     if state and state.get("done"):
         return  # the final report was already made and checkpointed before the retry
 
@@ -123,7 +120,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
         seed = cfg.seeds[index]
         seed_everything(seed)
         model = build_model(cfg.model, dataset.modalities, cfg.model_options).to(device)
-        reporter = _Reporter(seed, index, rows, timing, iteration)
+        reporter = _Reporter(seed, index, rows, timing)
         resume = None
         if state and index == start_seed and state.get("loop") is not None:
             resume = LoopState.from_dict(state["loop"])
@@ -161,7 +158,6 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     objectives = compute_objectives(spec.objectives, pd.DataFrame(rows))
     final = {**objectives, **timing, "trial_status": "complete", "device": str(device)}
     payload = {"seed_index": len(cfg.seeds), "rows": rows, "loop": None, "timing": timing, "done": True}
-    payload["iteration"] = iteration["n"] + 1
     with tempfile.TemporaryDirectory() as d:
         tune.report(final, checkpoint=_save(Path(d), payload, rows))
 
