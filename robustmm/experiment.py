@@ -90,11 +90,26 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
 
 
 def _staged(hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback) -> EpochCallback:
-    """Announce the classifier stage when the representation stage's last epoch is in."""
+    """Announce each stage when its first epoch is in, and the classifier stage when the
+    representation stage's last epoch is in (a model's reference pipeline trains first)."""
+    opts = cfg.model_options
+    totals = {
+        "representation": cfg.train.epochs,
+        "classifier": cfg.classifier.epochs,
+        "reference": opts.get("reference_epochs") if opts.get("reference_epochs") is not None else cfg.train.epochs,
+        "reference-classifier": opts.get("reference_classifier_epochs")
+        if opts.get("reference_classifier_epochs") is not None
+        else cfg.classifier.epochs,
+    }
+    current = ["classifier" if cfg.train.epochs == 0 else "representation"]
 
     def cb(stage: str, epoch: int, metrics: dict[str, float]) -> None:
+        if stage != current[0]:
+            current[0] = stage
+            hooks.on_stage(seed, stage, totals.get(stage, 0))
         on_epoch(stage, epoch, metrics)
         if stage == "representation" and epoch == cfg.train.epochs:
+            current[0] = "classifier"
             hooks.on_stage(seed, "classifier", cfg.classifier.epochs)
 
     if cfg.train.epochs == 0:

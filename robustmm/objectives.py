@@ -44,11 +44,13 @@ import pandas as pd
 
 from robustmm.attacks import ATTACKS, Cell
 from robustmm.errors import ConfigError, DataError, UnknownNameError
+from robustmm.models.base import base_label
 from robustmm.registry import Registry, did_you_mean
 
 MODES = ("max", "min")
 REDUCES = ("min", "mean")
 NOT_PERTURBATIONS = ("clean", "missing")
+CELL_PARAMS = ("eps", "alpha", "sigma", "steps", "restarts")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 Rows = pd.DataFrame | Iterable[Mapping[str, Any]]
@@ -321,9 +323,13 @@ def _frame(rows: Rows, eps: bool) -> pd.DataFrame:
     """Rows -> a frame of the columns objectives read, plain str/float typed.
 
     Refuses rows of several models or data sets: objectives score one trial, and silently
-    averaging two models' clean rows would be a wrong number, not an error.
+    averaging two models' clean rows would be a wrong number, not an error. The rows of a
+    model's attack variants (`rgmc[o-detached]`) are the same model attacked another way: each
+    cell scores the worst of them, the attacker's best.
     """
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if not df.empty and "model" in df.columns:
+        df = _worst_of_variants(df)
     if df.empty:
         return pd.DataFrame({"seed": [], "perturbation": [], "target": [], "eps": [], "accuracy": []})
     needed = ["perturbation", "target", "accuracy", *(["eps"] if eps else [])]
@@ -343,6 +349,16 @@ def _frame(rows: Rows, eps: bool) -> pd.DataFrame:
             "accuracy": pd.to_numeric(df["accuracy"], errors="coerce").to_numpy(float),
         }
     )
+
+
+def _worst_of_variants(df: pd.DataFrame) -> pd.DataFrame:
+    labels = df["model"].astype(str)
+    base = labels.map(base_label)
+    if bool((labels == base).all()):
+        return df
+    df = df.assign(model=base)
+    keys = [c for c in ("model", "dataset", "seed", "perturbation", "target", *CELL_PARAMS) if c in df.columns]
+    return df.groupby(keys, dropna=False, sort=False, as_index=False)["accuracy"].min()
 
 
 def _mean(values: pd.Series | Sequence[float]) -> float:

@@ -7,6 +7,7 @@ training noise: the same seed on the same CPU gives the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from robustmm.config import OptimConfig
 from robustmm.data.base import MultimodalDataset, Split
 from robustmm.errors import TrainingError
-from robustmm.models.base import Classifier, RepresentationModel
+from robustmm.models.base import Chain, Classifier, ReferenceRequest, RepresentationModel, build_model
 
 log = logging.getLogger(__name__)
 
@@ -141,12 +142,14 @@ def run_epochs(
     checkpointing: Checkpointing | None = None,
     finished: dict[str, list[dict[str, float]]] | None = None,
     frozen: nn.Module | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
     """The one training loop both stages use: shuffle, step, average metrics, report per epoch.
 
     With `checkpointing`, it continues from `checkpointing.resume` when that state is of this
     stage and saves its state every `every` epochs; `finished` (earlier stages' histories) and
-    `frozen` (a module trained by an earlier stage) ride along in the saved state."""
+    `frozen` (a module trained by an earlier stage) ride along in the saved state. `on_epoch_start`
+    hears each epoch's number before it runs (resumed epochs included)."""
     opt = optimizer or make_optimizer(list(module.parameters()), cfg)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
@@ -156,6 +159,8 @@ def run_epochs(
         _restore(resume, module, opt, gen)
         history, first = [dict(h) for h in resume.history], resume.epoch + 1
     for epoch in range(first, cfg.epochs + 1):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         module.train()
         start = time.perf_counter()
         sums: dict[str, float] = {}
@@ -216,6 +221,7 @@ def fit_representation(
         device=device,
         on_epoch=on_epoch,
         checkpointing=checkpointing,
+        on_epoch_start=lambda epoch: model.begin_epoch(epoch, cfg.epochs),
     )
 
 
@@ -298,6 +304,11 @@ def train_pipeline(
     A `checkpointing.resume` state of the classifier stage skips stage 1: the representation
     weights and history come from the state."""
     start = time.perf_counter()
+    request = model.reference_request()
+    if request is not None:
+        model.set_reference(
+            train_reference(request, model, dataset, train_cfg, classifier_cfg, seed=seed, on_epoch=on_epoch)
+        )
     resume = checkpointing.resume if checkpointing else None
     if resume is not None and resume.stage == "classifier":
         if resume.frozen is None:
@@ -319,6 +330,42 @@ def train_pipeline(
         finished={"representation": rep},
     )
     return Pipeline(model, clf, {"representation": rep, "classifier": cls_hist}, time.perf_counter() - start)
+
+
+REFERENCE_SEED_OFFSET = 7919
+
+
+def train_reference(
+    request: ReferenceRequest,
+    model: RepresentationModel,
+    dataset: MultimodalDataset,
+    train_cfg: OptimConfig,
+    classifier_cfg: OptimConfig,
+    *,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> Chain:
+    """Train the frozen pipeline a model asked for (RGMC's GMC + classifier) before the model.
+
+    It draws from its own seed (run seed + a fixed offset) inside a forked RNG, so the model's
+    own random stream is the same whether or not a reference was trained, and a resumed run,
+    which trains the reference again, gets the very same reference. Its epochs are reported as
+    stages "reference" and "reference-classifier"."""
+    ref_seed = seed + REFERENCE_SEED_OFFSET
+    ref_train = dataclasses.replace(train_cfg, epochs=train_cfg.epochs if request.epochs is None else request.epochs)
+    epochs = classifier_cfg.epochs if request.classifier_epochs is None else request.classifier_epochs
+    ref_classifier = dataclasses.replace(classifier_cfg, epochs=epochs)
+    device = dataset.train.labels.device
+    renamed = None
+    if on_epoch is not None:
+        names = {"representation": "reference", "classifier": "reference-classifier"}
+        renamed = lambda stage, epoch, metrics: on_epoch(names[stage], epoch, metrics)  # noqa: E731
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(ref_seed)
+        reference = build_model(request.model, model.specs, request.options).to(device)
+        log.info("training the reference %s for %s", request.model, type(model).__name__)
+        pipe = train_pipeline(reference, dataset, ref_train, ref_classifier, seed=ref_seed, on_epoch=renamed)
+    return Chain(pipe.model, pipe.classifier).eval()
 
 
 def seed_everything(seed: int) -> None:

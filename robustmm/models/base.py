@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -59,6 +60,24 @@ class RepresentationModel(nn.Module, ABC):
     def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
         """Latent of the given inputs, using only the `present` modalities (None: all)."""
 
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the training loop before each representation epoch (1-based): models whose
+        loss changes over training (RGMC's two phases) switch here; most ignore it."""
+
+    def reference_request(self) -> ReferenceRequest | None:
+        """A model that trains against another, already trained pipeline (RGMC's frozen GMC +
+        classifier) says which here; the training loop trains it first and calls `set_reference`."""
+        return None
+
+    def set_reference(self, chain: Chain) -> None:
+        raise NotImplementedError(f"{type(self).__name__} asked for no reference pipeline")
+
+    def attack_variants(self) -> dict[str, Callable[[], AbstractContextManager[None]]]:
+        """Extra ways to attack this model, name -> a context in which the gradients of the
+        chain follow that variant (RGMC: its detector's output detached). The evaluator runs
+        every gradient attack once more per variant and labels those rows `model[variant]`."""
+        return {}
+
     def present_names(self, present: tuple[str, ...] | None) -> tuple[str, ...]:
         if present is None:
             return self.names
@@ -66,6 +85,27 @@ class RepresentationModel(nn.Module, ABC):
         if unknown or not present:
             raise ConfigError(f"cannot encode with modalities {present!r}; choose a non-empty subset of {self.names}")
         return tuple(n for n in self.names if n in present)
+
+
+@dataclass(frozen=True)
+class ReferenceRequest:
+    """A pipeline to train before this model: `model` with `options`, for `epochs` representation
+    and `classifier_epochs` classifier epochs (None: as many as the run's own stages)."""
+
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    classifier_epochs: int | None = None
+
+
+def variant_label(model: str, variant: str) -> str:
+    """The `model` column of the rows of an attack variant, e.g. ``rgmc[o-detached]``."""
+    return f"{model}[{variant}]"
+
+
+def base_label(label: str) -> str:
+    """``rgmc[o-detached]`` -> ``rgmc``; a plain model name is returned as it is."""
+    return label.split("[", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -151,4 +191,3 @@ class Chain(nn.Module):
 
     def forward(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
         return self.classifier(self.model.encode(inputs, present))
-

@@ -107,11 +107,63 @@ class GMCWD(GMC):
         h = self.reproject(z_joint)
         return {n: dec(h) for n, dec in self.joint_decoder.items()}
 
-    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
+    def denoising_terms(
+        self, batch: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], list[Tensor], Tensor, dict[str, Any]]:
+        """Encode a noisy copy, reconstruct the clean input: (clean inputs, unimodal latents of
+        the noisy copy, L_GMC + Σ_m λ_m ‖x̂_m − x_m‖², metrics)."""
         clean = {n: batch[n] for n in self.names}
         noisy = noisy_copy(clean, self.options.noise_sigma, self.options.noise_mode, self.ranges)
         joint, unimodal = self.latents(noisy)
         contrastive = gmc_contrastive(joint, unimodal, self.options.tau)
         recon, parts = reconstruction_loss(self.reconstruct(joint), clean, self.weights)
-        loss = contrastive + recon
-        return loss, {"contrastive": float(contrastive.detach()), "recon": float(recon.detach()), **parts}
+        metrics = {"contrastive": float(contrastive.detach()), "recon": float(recon.detach()), **parts}
+        return clean, unimodal, contrastive + recon, metrics
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
+        _, _, loss, metrics = self.denoising_terms(batch)
+        return loss, metrics
+
+
+@dataclass(frozen=True)
+class DGMCOptions(GMCWDOptions):
+    test_time_reconstruction: bool = True
+
+
+@register_model("dgmc", "DGMC: GMCWD + per-modality decoders; at test time encodes its own reconstructions")
+class DGMC(GMCWD):
+    """GMCWD with a decoder f̄_m per modality (seed 000 §4.1.3, Fig. 4.2).
+
+    Training adds Σ_m λ_m ‖f̄_m(ḡ(z_m)) − x_m‖² to the GMCWD loss, z_m the latent of the noisy
+    copy, so each f̄_m learns to denoise its modality from that modality alone (the thesis gives
+    the loss as GMCWD's; without this term the per-modality decoders would never be trained).
+    In eval mode each present modality is first replaced by its reconstruction,
+    x'_m = f̄_m(ḡ(g(f_m(x̃_m)))), and the latents are those of the reconstructions:
+    z_m = g(f_m(x'_m)) and, with every modality present, z_{1:M} = g(f_{1:M}(x')).
+    """
+
+    Options = DGMCOptions
+    options: DGMCOptions
+
+    def __init__(self, specs: tuple[ModalitySpec, ...], options: DGMCOptions) -> None:
+        super().__init__(specs, options)
+        o = options
+        self.decoders = nn.ModuleDict({s.name: Decoder(s, o.common_dim, o.activation) for s in specs})
+
+    def modality_reconstruction(self, name: str, x: Tensor) -> Tensor:
+        """f̄_m(ḡ(g(f_m(x)))): the modality denoised through its own latent."""
+        return self.decoders[name](self.reproject(self.modality_latent(name, x)))
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
+        clean, unimodal, loss, metrics = self.denoising_terms(batch)
+        recon = {n: self.decoders[n](self.reproject(z)) for n, z in zip(self.names, unimodal, strict=True)}
+        own, parts = reconstruction_loss(recon, clean, self.weights)
+        metrics.update({"recon_own": float(own.detach()), **{f"{k}_own": v for k, v in parts.items()}})
+        return loss + own, metrics
+
+    def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
+        if self.training or not self.options.test_time_reconstruction:
+            return super().encode(inputs, present)
+        names = self.present_names(present)
+        rebuilt = {n: self.modality_reconstruction(n, inputs[n]) for n in names}
+        return super().encode(rebuilt, names)
