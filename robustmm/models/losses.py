@@ -96,3 +96,48 @@ def check_weights(name: str, weights: dict[str, float] | None, modalities: tuple
             raise ConfigError(f"model option {name}.{m} must be a number ≥ 0, got {w!r}")
         out[m] = float(w)
     return out
+
+
+def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
+    """A sample z = μ + σ·ε, ε ~ N(0, I), differentiable in μ and logvar (Kingma & Welling).
+
+    ε comes from the global torch RNG, which the training run seeds (as in `noisy_copy`).
+    """
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor, elements: int = 1) -> Tensor:
+    """KL(N(μ, diag σ²) ‖ N(0, I)), summed over latent dims, averaged over the batch, ÷ `elements`.
+
+    Seed 000 eq. 4.2/4.5 write the term as β Σ (1 + log σ² − μ² − σ²), dropping the −½; this is
+    the standard KL = ½ Σ (μ² + σ² − 1 − log σ²) ≥ 0. `reconstruction_loss` averages over input
+    elements, so models pass `elements` = the number of input elements of ONE sample (all
+    modalities together): the KL is then on the same per-element scale, and β = 1 is the ELBO of
+    a Gaussian decoder (variance ½) written per element — exactly so when the reconstruction
+    weights are λ_m = D_m / D (modality m's share of the D elements); other λ_m reweight the
+    modalities' likelihoods against each other. Without the division the KL of a 784+200-element
+    sample would weigh ~1000× more against the per-element reconstruction, pushing the posterior
+    onto the prior.
+    """
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    return kl.mean() / elements
+
+
+def product_of_experts(mus: list[Tensor], logvars: list[Tensor], prior: bool = True) -> tuple[Tensor, Tensor]:
+    """Gaussian product of experts (Wu & Goodman 2018): precisions add, means are precision-weighted.
+
+    1/σ² = Σ_e 1/σ_e², μ = σ² Σ_e μ_e/σ_e². With `prior`, the expert N(0, I) joins the product, so
+    the posterior of any subset of modalities (even one) is well defined and shrinks towards the
+    prior. Computed in log-precision with logsumexp: a very confident expert (logvar ≪ 0) neither
+    overflows nor swamps the others numerically. Returns (μ, logvar) of the product.
+    """
+    if not mus or len(mus) != len(logvars):
+        raise ValueError(f"product_of_experts needs as many means as logvars (≥ 1), got {len(mus)}, {len(logvars)}")
+    mu = torch.stack(mus)
+    log_precision = -torch.stack(logvars)
+    if prior:
+        mu = torch.cat([mu, torch.zeros_like(mu[:1])])
+        log_precision = torch.cat([log_precision, torch.zeros_like(log_precision[:1])])
+    log_total = torch.logsumexp(log_precision, dim=0)
+    mean = (mu * torch.exp(log_precision - log_total)).sum(dim=0)
+    return mean, -log_total
