@@ -31,7 +31,7 @@ import yaml
 
 from robustmm.errors import ConfigError
 from robustmm.experiment import prepare
-from robustmm.models.base import build_model
+from robustmm.models.base import Chain, Classifier, build_model
 from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
 from robustmm.tune import pareto
@@ -82,6 +82,10 @@ def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
     """The metric names a trial reports per epoch, found by one loss call on two samples."""
     cfg = spec.run_config()
     model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options).to(prep.device)
+    request = model.reference_request()
+    if request is not None:  # an untrained stand-in: only the names of the metrics matter here
+        ref = build_model(request.model, prep.dataset.modalities, request.options).to(prep.device)
+        model.set_reference(Chain(ref, Classifier(ref.latent_dim, prep.dataset.num_classes).to(prep.device)))
     idx = slice(0, 2)
     batch = {k: v[idx] for k, v in prep.dataset.train.inputs.items()}
     batch["label"] = prep.dataset.train.labels[idx]
