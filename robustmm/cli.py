@@ -1,4 +1,4 @@
-"""`robustmm list|run|sweep|pareto|pick`: a thin front end over the library.
+"""`robustmm list|run|report|sweep|pareto|pick`: a thin front end over the library.
 
 Every RobustMMError becomes one line on stderr and exit code 2, before anything is trained.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,10 @@ class ConsoleHooks:
         self.bar.n = done
         self.bar.refresh()
 
+    def on_run(self, index: int, total: int, model: str, seed: int, status: str) -> None:
+        self._close()
+        self.say(f"model {index}/{total} {model}, seed {seed}: {status}")
+
     def on_seed_done(self, seed: int, rows: list[dict[str, Any]]) -> None:
         self._close()
         clean = [r["accuracy"] for r in rows if r["perturbation"] == "clean"]
@@ -99,12 +104,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_config(args: argparse.Namespace):
+def _file_and_flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The --config file and the flags as run-config mappings, not yet merged (`run` and `report` share them)."""
     from robustmm import config as C
 
     raw: dict[str, Any] = C.load_yaml(args.config) if args.config else {}
     flags: dict[str, Any] = {}
-    if args.model:
+    if getattr(args, "model", None):
         flags["model"] = {"name": args.model}
     if args.dataset:
         flags["dataset"] = {"name": args.dataset}
@@ -113,7 +119,9 @@ def build_config(args: argparse.Namespace):
             raise ConfigError(f"--data-dir {args.data_dir!r} is not a directory; point it at the dataset's files")
         flags.setdefault("dataset", {})["data_dir"] = args.data_dir
     if args.grid:
-        flags["eval"] = {"grid": args.grid}
+        flags.setdefault("eval", {})["grid"] = args.grid
+    if getattr(args, "max_samples", None) is not None:
+        flags.setdefault("eval", {})["max_samples"] = args.max_samples
     if args.seeds is not None:
         flags["seeds"] = args.seeds
     if args.epochs is not None:
@@ -122,6 +130,13 @@ def build_config(args: argparse.Namespace):
         flags["classifier"] = {"epochs": args.classifier_epochs}
     if args.device:
         flags["device"] = args.device
+    return raw, flags
+
+
+def build_config(args: argparse.Namespace):
+    from robustmm import config as C
+
+    raw, flags = _file_and_flags(args)
     if "model" in flags and isinstance(raw.get("model"), dict) and raw["model"].get("name") not in (None, args.model):
         raw["model"] = {}  # another model's options do not carry over
     raw = C.merge(raw, flags)
@@ -148,6 +163,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     experiment.run(cfg, out, hooks, prep)
     print((out / "summary.md").read_text())
     hooks.say(f"wrote {out / 'results.parquet'} and {out / 'summary.md'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from robustmm import config as C
+    from robustmm import report as R
+
+    raw, flags = _file_and_flags(args)
+    plan = R.plan_report(C.merge(raw, flags), args.models, args.set or [], args.out, args.command_line)
+    hooks = ConsoleHooks()
+    for note in plan.notes:
+        hooks.say(note)
+    first = plan.runs[0].config
+    hooks.say(f"loading {first.dataset} and checking {len(plan.runs)} model config(s)")
+    preps = R.prepare_report(plan)
+    data = preps[0].dataset
+    hooks.say(
+        f"{len(plan.runs)} model(s) × {len(plan.seeds)} seed(s) on {first.dataset} ({len(data.train)} train / "
+        f"{len(data.test)} test), {len(preps[0].cells)} grid cells, device {preps[0].device}; "
+        f"finished (model, seed) results are kept in {plan.out / 'runs'} and reused"
+    )
+    df, trained, reused = R.run_report(plan, preps, hooks)
+    files = R.write_report(plan, df, trained, reused)
+    print(files.report.read_text())
+    hooks.say(f"trained {trained}, reused {reused} (model, seed) result(s)")
+    hooks.say(
+        f"wrote {files.report}, {files.results.name}, {files.summary.name}, "
+        f"{len(files.tables)} table(s) in {files.out / 'tables'}, {len(files.plots)} plot(s) in {files.out / 'plots'}"
+    )
     return 0
 
 
@@ -212,6 +256,25 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. model.tau=0.2")
     rp.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
     rp.set_defaults(func=cmd_run)
+    ep = sub.add_parser("report", help="the thesis protocol: every model × seed on a grid, tables and plots")
+    ep.add_argument("--models", default="all", help="'all' (default: every registered model) or names, e.g. gmc,gmcwd")
+    ep.add_argument("--dataset", help="dataset name (robustmm list datasets); default synth-mhd")
+    ep.add_argument("--data-dir", help="directory holding the dataset's files")
+    ep.add_argument("--grid", help="perturbation grid name (robustmm list grids); default thesis")
+    ep.add_argument("--seeds", help="seeds, e.g. 0-9 or 0,3,5; default 0-9")
+    ep.add_argument("--epochs", type=int, help="representation-stage epochs")
+    ep.add_argument("--classifier-epochs", type=int, help="classifier epochs")
+    ep.add_argument("--max-samples", type=int, help="evaluate on the first N test samples (eval.max_samples)")
+    ep.add_argument("--config", help="run config YAML; its model options go to the models that have them")
+    ep.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key; model.KEY=V goes to each selected model with option KEY",
+    )
+    ep.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    ep.add_argument("--out", default="runs/report", help="output directory (default runs/report)")
+    ep.set_defaults(func=cmd_report)
     from robustmm.tune.command import add_sweep_flags
 
     sp = sub.add_parser("sweep", help="search a space (search_spaces/*.yaml) with Ray Tune + Optuna, track in MLflow")
@@ -237,7 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     from robustmm.tune.command import guarded
 
-    kept = "continue a sweep with --resume" if args.command == "sweep" else "results of finished seeds are kept"
+    args.command_line = shlex.join(["robustmm", *(sys.argv[1:] if argv is None else argv)])
+    kept = {
+        "sweep": "continue a sweep with --resume",
+        "report": "finished (model, seed) results are kept; the same command reuses them",
+    }.get(args.command, "results of finished seeds are kept")
     return guarded(lambda: args.func(args), kept)
 
 

@@ -24,13 +24,15 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from robustmm.errors import DataError
+from robustmm.models.base import base_label
 
 COLUMNS: dict[str, str] = {
     "model": "string",
@@ -102,6 +104,23 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+    """`write(tmp)` into a temp file beside `path`, then rename: for files that are not result rows
+    (plots, wide tables), so a reader or a crash mid-write never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an output should read like any other written file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation (population, ddof=0) of accuracy across seeds, per cell."""
     keys = ["model", "dataset", *CELL_KEYS]
@@ -139,29 +158,65 @@ def _markdown(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(df: pd.DataFrame) -> str:
-    """Tables in the layout of the thesis (seed 000 Tables 5.1-5.5): accuracy in %, mean ± std
-    over seeds. One table for clean + missing modality (models × conditions), then one per
-    attack (target modality × model rows, one column per parameter setting)."""
+@dataclass(frozen=True)
+class SummaryTable:
+    """One thesis table as data, so the markdown and the machine-readable wide table cannot drift:
+    `rows` pairs each row's index values with its {column label: (mean, std)} cells (fractions)."""
+
+    key: str
+    title: str
+    index: tuple[str, ...]
+    columns: tuple[str, ...]
+    rows: tuple[tuple[tuple[str, ...], Mapping[str, tuple[float, float]]], ...]
+
+    def markdown(self) -> str:
+        body = [[*keys, *(_cell(*cells[c]) if c in cells else "" for c in self.columns)] for keys, cells in self.rows]
+        return f"## {self.title}\n\n" + _markdown([*self.index, *self.columns], body)
+
+    def frame(self) -> pd.DataFrame:
+        """Wide: the index columns, then `<cell> mean` and `<cell> std` (fractions, NaN if not run)."""
+        data: dict[str, list[Any]] = {k: [keys[i] for keys, _ in self.rows] for i, k in enumerate(self.index)}
+        for c in self.columns:
+            data[f"{c} mean"] = [cells[c][0] if c in cells else math.nan for _, cells in self.rows]
+            data[f"{c} std"] = [cells[c][1] if c in cells else math.nan for _, cells in self.rows]
+        out = pd.DataFrame(data)
+        return out.astype({k: "string" for k in self.index} | {k: "float64" for k in out.columns[len(self.index) :]})
+
+
+def model_order(labels: Iterable[str]) -> list[str]:
+    """Labels in order of first appearance, with each `name[variant]` right after its `name`, so a
+    variant's rows sit next to their model's in every table and legend."""
+    seen = list(dict.fromkeys(labels))
+    bases = list(dict.fromkeys(base_label(m) for m in seen))
+    return sorted(seen, key=lambda m: (bases.index(base_label(m)), m != base_label(m), seen.index(m)))
+
+
+def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
+    """The thesis tables (seed 000 Tables 5.1-5.5): clean + missing modality (a row per model, a
+    column per condition), then one per attack (rows target modality × model, a column per
+    parameter setting); attacks in `ATTACK_ORDER`, then any other alphabetically."""
     if df.empty:
-        return "_no results_\n"
+        return []
     s = summarise(df)
-    models = list(dict.fromkeys(s["model"]))
-    seeds = sorted(set(df["seed"]))
-    out = [f"Accuracy (%) on the test split, mean ± std over {len(seeds)} seed(s): {', '.join(map(str, seeds))}."]
+    models = model_order(s["model"])
+    tables: list[SummaryTable] = []
 
     cond = s[s["perturbation"].isin(["clean", "missing"])]
     if not cond.empty:
         labels = ["clean"] + [f"{t} missing" for t in dict.fromkeys(cond[cond["perturbation"] == "missing"]["target"])]
-        body = []
+        rows = []
         for m in models:
-            r = [m]
+            cells = {}
             for lab in labels:
                 pert, tgt = ("clean", "none") if lab == "clean" else ("missing", lab.removesuffix(" missing"))
                 hit = cond[(cond["model"] == m) & (cond["perturbation"] == pert) & (cond["target"] == tgt)]
-                r.append(_cell(hit["mean"].iloc[0], hit["std"].iloc[0]) if len(hit) else "")
-            body.append(r)
-        out += ["## Clean and missing modality", _markdown(["model", *labels], body)]
+                if len(hit):
+                    cells[lab] = (float(hit["mean"].iloc[0]), float(hit["std"].iloc[0]))
+            if cells:  # an attack variant has no clean rows of its own: no empty row for it
+                rows.append(((m,), cells))
+        tables.append(
+            SummaryTable("clean_missing", "Clean and missing modality", ("model",), tuple(labels), tuple(rows))
+        )
 
     attacks = [a for a in ATTACK_ORDER if a in set(s["perturbation"])]
     attacks += sorted(set(s["perturbation"]) - set(ATTACK_ORDER) - {"clean", "missing"})
@@ -170,18 +225,28 @@ def summary_markdown(df: pd.DataFrame) -> str:
         show_steps = part["steps"].nunique(dropna=True) > 1
         part = part.assign(column=[_column_label(r, show_steps) for r in part.to_dict("records")])
         part = part.sort_values(["eps", "alpha", "sigma", "steps", "restarts"], na_position="first", kind="stable")
-        columns = list(dict.fromkeys(part["column"]))
+        columns = tuple(dict.fromkeys(part["column"]))
         steps = part["steps"].dropna().unique()
         title = TITLES.get(attack, attack)
         if len(steps) == 1:
             title += f", K={int(steps[0])}"
-        body = []
+        rows = []
         for tgt in dict.fromkeys(part["target"]):
             for m in models:
                 sub = part[(part["target"] == tgt) & (part["model"] == m)]
-                if sub.empty:
-                    continue
-                by_col = {r["column"]: _cell(r["mean"], r["std"]) for r in sub.to_dict("records")}
-                body.append([tgt, m, *[by_col.get(c, "") for c in columns]])
-        out += [f"## {title}", _markdown(["target", "model", *columns], body)]
-    return "\n\n".join(out) + "\n"
+                if not sub.empty:
+                    cells = {r["column"]: (float(r["mean"]), float(r["std"])) for r in sub.to_dict("records")}
+                    rows.append(((tgt, m), cells))
+        tables.append(SummaryTable(attack, title, ("target", "model"), columns, tuple(rows)))
+    return tables
+
+
+def summary_markdown(df: pd.DataFrame) -> str:
+    """Tables in the layout of the thesis (seed 000 Tables 5.1-5.5): accuracy in %, mean ± std
+    over seeds. One table for clean + missing modality (models × conditions), then one per
+    attack (target modality × model rows, one column per parameter setting)."""
+    if df.empty:
+        return "_no results_\n"
+    seeds = sorted(set(df["seed"]))
+    intro = f"Accuracy (%) on the test split, mean ± std over {len(seeds)} seed(s): {', '.join(map(str, seeds))}."
+    return "\n\n".join([intro, *(t.markdown() for t in summary_tables(df))]) + "\n"

@@ -1,0 +1,460 @@
+"""The thesis protocol in one call: every selected model × every seed, trained once, then tables and plots.
+
+A report is many `experiment.run_seed` calls on one dataset. What makes it more than a loop:
+
+- The data are loaded once (`prepare_report`): each model gets its own `experiment.Prepared`
+  sharing the loaded dataset, the grid cells and the device.
+- Each (model, seed) result is cached under `OUT/runs/<model>/<key>/seed_<s>.parquet`, `key`
+  being a hash of that model's resolved config without the seeds (model and dataset options
+  filled with their defaults, the device reduced to cpu/cuda). Re-running the command reuses
+  every finished pair, a killed report loses at most the pair in flight, and a changed config
+  (other epochs, other options) lands under another key instead of mixing with old numbers.
+- `--set model.KEY=V` goes to each selected model that has option KEY (GMCWD's `noise_sigma`
+  means nothing to GMC); it is an error only when none has it, so a typo still fails up front.
+
+Everything that can be wrong is found in `plan_report` and `prepare_report`, before anything is
+written or trained. No ray, optuna or mlflow here: a report runs wherever `robustmm run` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from robustmm import config as C
+from robustmm.config import RunConfig
+from robustmm.data.base import DATASETS, check_options
+from robustmm.errors import ConfigError
+from robustmm.experiment import Hooks, Prepared, prepare, run_seed
+from robustmm.models import MODELS
+from robustmm.models.base import build_model, make_options, model_defaults
+from robustmm.registry import did_you_mean
+from robustmm.results import (
+    ATTACK_ORDER,
+    TITLES,
+    base_label,
+    model_order,
+    read_parquet,
+    summarise,
+    summary_markdown,
+    summary_tables,
+    to_frame,
+    write_atomic,
+    write_parquet,
+    write_text,
+)
+from robustmm.train import resolve_device
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {"seeds": "0-9", "eval": {"grid": "thesis"}}
+"""The report's own defaults (the thesis protocol); a --config file and the flags override them."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
+
+
+class ReportHooks(Hooks):
+    """`experiment.Hooks` plus what a report adds: which (model, seed) comes next and whether it trains."""
+
+    def on_run(self, index: int, total: int, model: str, seed: int, status: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model's config in a report; its seeds' results live in `OUT/runs/<model>/<key>/`."""
+
+    model: str
+    config: RunConfig
+    key: str
+    resolved: Mapping[str, Any]
+    assignments: tuple[str, ...] = ()  # the model-option settings that reached this model
+
+
+@dataclass(frozen=True)
+class ReportPlan:
+    out: Path
+    runs: tuple[ModelRun, ...]
+    seeds: tuple[int, ...]
+    command: str = ""
+    notes: tuple[str, ...] = ()  # which model-option settings went where, for the progress output
+
+    def run_dir(self, run: ModelRun) -> Path:
+        return self.out / "runs" / run.model / run.key
+
+    def seed_path(self, run: ModelRun, seed: int) -> Path:
+        return self.run_dir(run) / f"seed_{seed}.parquet"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    out: Path
+    results: Path
+    summary: Path
+    report: Path
+    tables: tuple[Path, ...]
+    plots: tuple[Path, ...]
+    trained: int = 0
+    reused: int = 0
+
+
+THESIS_ORDER = ("dae", "vae", "mdae", "mvae", "cmdae", "cmvae", "cmdvae", "gmc", "gmcwd", "dgmc", "rgmc")
+"""Seed 000's order of its models (its Tables 5.1-5.5); `all` lists models in it."""
+
+
+def select_models(spec: str | Sequence[str]) -> list[str]:
+    """'all' -> every registered model, in the thesis' order (then any others by name); 'a,b' or
+    ['a', 'b'] -> those, in that order, each checked against the registry."""
+    if isinstance(spec, str):
+        if spec.strip() == "all":
+            known = [m for m in THESIS_ORDER if m in MODELS]
+            return known + [m for m in MODELS.names() if m not in known]
+        spec = spec.split(",")
+    names = [s.strip() for s in spec]
+    if not names or any(not n for n in names):
+        raise ConfigError(f"--models {','.join(spec)!r} has an empty name; give 'all' or names like gmc,gmcwd")
+    for n in names:
+        MODELS.get(n)  # the registry's "did you mean" error
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--models {','.join(names)!r} names a model twice")
+    return names
+
+
+def _model_key(assignment: str) -> str | None:
+    """The model option a `model.KEY[.sub]=V` assignment sets, or None for any other section."""
+    key, sep, _ = assignment.partition("=")
+    if not sep:
+        C.apply_set({}, assignment)  # raises the usual "must look like section.key=value"
+    parts = key.strip().split(".")
+    if parts[0] != "model":
+        return None
+    if len(parts) < 2 or not parts[1]:
+        raise ConfigError(f"--set {assignment!r} names no model option; write e.g. model.tau=0.2")
+    if parts[1] == "name":
+        raise ConfigError(f"--set {assignment!r}: a report picks its models with --models, not model.name")
+    return parts[1]
+
+
+def _no_model_has(what: str, option: str, models: Sequence[str]) -> ConfigError:
+    known = sorted({k for m in models for k in model_defaults(m)})
+    return ConfigError(
+        f"{what}: none of the selected models ({', '.join(models)}) has option {option!r}"
+        f"{did_you_mean(option, known)}; their options: {', '.join(known)}"
+    )
+
+
+def resolved_config(cfg: RunConfig) -> dict[str, Any]:
+    """The config as it runs, without the seeds: what the cache key hashes. Model and dataset
+    options are filled with their defaults (setting an option to its default reuses results; a
+    changed default does not), and the device is reduced to cpu/cuda: `auto` and `cpu` on a CPU
+    machine give the same numbers, a CPU and a GPU do not."""
+    d = cfg.to_dict()
+    d.pop("seeds")
+    entry = MODELS.get(cfg.model)
+    d["model"] = {"name": cfg.model, **dataclasses.asdict(make_options(entry.cls, cfg.model, cfg.model_options))}
+    dataset = check_options("dataset", cfg.dataset, cfg.dataset_options, DATASETS.get(cfg.dataset).defaults)
+    d["dataset"] = {"name": cfg.dataset, "data_dir": cfg.data_dir, **dataset}
+    d["device"] = resolve_device(cfg.device).type
+    return d
+
+
+def config_key(resolved: Mapping[str, Any]) -> str:
+    text = json.dumps(resolved, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def plan_report(
+    base: Mapping[str, Any],
+    models: str | Sequence[str] = "all",
+    sets: Sequence[str] = (),
+    out: str | Path = "runs/report",
+    command: str = "",
+) -> ReportPlan:
+    """Each selected model's RunConfig from `base` (a run-config mapping: --config file merged with
+    the flags) and the --set assignments. Loads no data and writes nothing."""
+    names = select_models(models)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    raw = C.merge(DEFAULTS, base)
+    model_section = raw.pop("model", None) or {}
+    if isinstance(model_section, str):
+        model_section = {}
+    if not isinstance(model_section, Mapping):
+        raise ConfigError(f"config section 'model' must be a mapping, got {model_section!r}")
+    options = {k: v for k, v in model_section.items() if k != "name"}
+
+    raws = {m: C.merge(raw, {"model": {"name": m}}) for m in names}
+    given: dict[str, list[str]] = {m: [] for m in names}
+    notes = []
+    for option, value in options.items():  # the config file's model options, like --set model.KEY
+        having = [m for m in names if option in model_defaults(m)]
+        if not having:
+            raise _no_model_has(f"config model option {option!r}", option, names)
+        for m in having:
+            raws[m]["model"][option] = copy.deepcopy(value)  # a later --set may edit one model's copy
+            given[m].append(f"{option}={value}")
+    for assignment in sets:
+        option = _model_key(assignment)
+        having = names if option is None else [m for m in names if option in model_defaults(m)]
+        if not having:
+            raise _no_model_has(f"--set {assignment!r}", option or "", names)
+        for m in having:
+            C.apply_set(raws[m], assignment)
+        if option is not None:
+            for m in having:
+                given[m].append(assignment.strip().removeprefix("model."))
+            if len(having) < len(names):
+                skipped = ", ".join(m for m in names if m not in having)
+                notes.append(f"--set {assignment} applies to {', '.join(having)} (no such option: {skipped})")
+
+    runs = []
+    for m in names:
+        cfg = C.from_dict(raws[m])
+        resolved = resolved_config(cfg)
+        runs.append(ModelRun(m, cfg, config_key(resolved), resolved, tuple(given[m])))
+    return ReportPlan(out, tuple(runs), runs[0].config.seeds, command, tuple(notes))
+
+
+def _shared(prep: Prepared, cfg: RunConfig) -> Prepared:
+    """Another model on the same loaded data: only the model section differs between a report's configs."""
+    build_model(cfg.model, prep.dataset.modalities, cfg.model_options)  # validates the options
+    return Prepared(cfg, prep.dataset, prep.cells, prep.device)
+
+
+def prepare_report(plan: ReportPlan) -> list[Prepared]:
+    """Load the dataset once and check every model's options and the grid against it."""
+    first = prepare(plan.runs[0].config)
+    return [first, *(_shared(first, r.config) for r in plan.runs[1:])]
+
+
+def run_report(
+    plan: ReportPlan, preps: Sequence[Prepared], hooks: ReportHooks | None = None
+) -> tuple[pd.DataFrame, int, int]:
+    """Train and evaluate each (model, seed) not yet in the cache; returns all rows, #trained, #reused."""
+    hooks = hooks or ReportHooks()
+    frames, trained, reused = [], 0, 0
+    for i, (run, prep) in enumerate(zip(plan.runs, preps, strict=True), start=1):
+        folder = plan.run_dir(run)
+        if not (folder / "config.yaml").is_file():
+            header = (
+                f"# {run.model} in a robustmm report; key {run.key}. seed_<s>.parquet beside this file hold the\n"
+                "# finished seeds; re-run one with: robustmm run --config config.yaml --seeds S\n"
+            )
+            cfg = run.config.to_dict()
+            cfg.pop("seeds")
+            write_text(folder / "config.yaml", header + yaml.safe_dump(cfg, sort_keys=False))
+        for seed in plan.seeds:
+            path = plan.seed_path(run, seed)
+            rows = _cached(path)
+            if rows is not None:
+                hooks.on_run(i, len(plan.runs), run.model, seed, f"reusing {path}")
+                reused += 1
+            else:
+                hooks.on_run(i, len(plan.runs), run.model, seed, "training")
+                new, info = run_seed(prep, seed, hooks)
+                rows = to_frame(new)
+                write_text(path.with_suffix(".json"), json.dumps(info, indent=1))
+                write_parquet(rows, path)  # last: its presence marks the seed as done
+                trained += 1
+            frames.append(rows)
+    return to_frame(pd.concat(frames).to_dict("records")), trained, reused
+
+
+def _cached(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return read_parquet(path)
+    except Exception as e:  # writes are atomic, so this is a damaged disk or a foreign file: train again
+        log.warning("cannot read %s (%s); training that seed again", path, e)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- report.md
+
+
+def _header(plan: ReportPlan, df: pd.DataFrame) -> str:
+    cfg = plan.runs[0].config
+    opts = ", ".join(f"{k}={v}" for k, v in cfg.dataset_options.items())
+    grid = cfg.eval.grid if isinstance(cfg.eval.grid, str) else f"custom ({len(cfg.eval.grid)} entries)"
+    n = df["n"].max() if len(df) else 0
+    lines = [
+        "# Robustness report",
+        "",
+        f"- dataset: {cfg.dataset}" + (f" ({opts})" if opts else "") + f", {n} test samples evaluated per cell",
+        f"- models: {', '.join(r.model for r in plan.runs)}",
+        f"- seeds: {', '.join(map(str, plan.seeds))} ({len(plan.seeds)})",
+        f"- epochs: {cfg.train.epochs} representation, {cfg.classifier.epochs} classifier",
+        f"- grid: {grid}",
+        f"- command: `{plan.command}`" if plan.command else "- command: (library call)",
+        "",
+        "| model | results in | model options set |",
+        "| --- | --- | --- |",
+    ]
+    for r in plan.runs:
+        where = plan.run_dir(r).relative_to(plan.out)
+        lines.append(f"| {r.model} | `{where}/` | {', '.join(r.assignments) or 'defaults'} |")
+    return "\n".join(lines)
+
+
+def report_markdown(plan: ReportPlan, df: pd.DataFrame) -> str:
+    return _header(plan, df) + "\n\n" + summary_markdown(df)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def curve(df: pd.DataFrame, attack: str, target: str) -> tuple[str, bool, dict[str, pd.DataFrame]]:
+    """Accuracy vs budget for one attack and target: (x parameter, whether some x had several cells,
+    per model label a frame x, mean, std). Per seed the worst cell at each x (the thesis' BIM/PGD grids
+    have two step sizes per ε: the attacker picks the better one), the clean accuracy at x=0, then
+    mean and population std over seeds, like `objectives.auc`. An attack variant's x=0 point is its
+    model's clean accuracy: the variant changes the attack, not the trained model."""
+    part = df[(df["perturbation"] == attack) & (df["target"] == target)]
+    x = "sigma" if part["eps"].isna().all() else "eps"
+    part = part[part[x].notna()]
+    if part.empty:
+        return x, False, {}
+    groups = part.groupby(["model", "seed", x], sort=False)["accuracy"]
+    several = bool(groups.size().max() > 1)
+    worst = groups.min().reset_index()
+    clean = df[df["perturbation"] == "clean"]
+    clean_of = {(base_label(m), s): a for m, s, a in zip(clean["model"], clean["seed"], clean["accuracy"], strict=True)}
+    out = {}
+    for label in model_order(worst["model"]):
+        w = worst[worst["model"] == label]
+        zero = [
+            {"seed": s, x: 0.0, "accuracy": clean_of[(base_label(label), s)]}
+            for s in dict.fromkeys(w["seed"])
+            if (base_label(label), s) in clean_of
+        ]
+        pts = pd.concat([pd.DataFrame(zero, columns=["seed", x, "accuracy"]), w[["seed", x, "accuracy"]]])
+        g = pts.groupby(x)["accuracy"]
+        out[label] = pd.DataFrame(
+            {"x": g.mean().index.astype(float), "mean": g.mean().values, "std": g.std(ddof=0).values}
+        ).sort_values("x")
+    return x, several, out
+
+
+def plot_curve(df: pd.DataFrame, attack: str, target: str, path: Path) -> Path | None:
+    x, several, curves = curve(df, attack, target)
+    if not curves:
+        return None
+    from matplotlib import cm
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # the OO API on the Agg canvas: no pyplot state, no display
+
+    many = len(curves) > 5  # then the legend goes beside the plot, where it hides no line
+    fig = Figure(figsize=(8.2 if many else 6.4, 4.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    bases = list(dict.fromkeys(base_label(m) for m in curves))
+    palette = [f"C{i}" for i in range(10)] if len(bases) <= 10 else [cm.tab20(i % 20) for i in range(len(bases))]
+    colours = dict(zip(bases, palette, strict=False))  # a variant shares its model's colour, dashed
+    for label, c in curves.items():
+        colour = colours[base_label(label)]
+        style = "-" if label == base_label(label) else "--"
+        ax.plot(c["x"], 100 * c["mean"], style, marker="o", ms=3.5, color=colour, label=label)
+        ax.fill_between(c["x"], 100 * (c["mean"] - c["std"]), 100 * (c["mean"] + c["std"]), color=colour, alpha=0.15)
+    sym = "σ" if x == "sigma" else "ε"
+    seeds = df["seed"].nunique()
+    ax.set_xlabel(f"{sym} (0: clean)")
+    ylabel = "accuracy (%)"
+    if several:
+        ylabel += f", worst over the step sizes at each {sym}"
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(f"{TITLES.get(attack, attack)} on {target}: mean ± std over {seeds} seed(s)", fontsize=10)
+    ax.set_ylim(0, 102)
+    ax.grid(True, lw=0.4, alpha=0.5)
+    if many:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    else:
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+
+
+def plot_curves(df: pd.DataFrame, folder: Path) -> list[Path]:
+    """One PNG per (attack, target): `<attack>_<target>.png`."""
+    present = set(df["perturbation"]) - {"clean", "missing"}
+    attacks = [a for a in ATTACK_ORDER if a in present] + sorted(present - set(ATTACK_ORDER))
+    written = []
+    for attack in attacks:
+        for target in dict.fromkeys(df[df["perturbation"] == attack]["target"]):
+            path = plot_curve(df, attack, target, folder / f"{_UNSAFE.sub('-', attack)}_{_UNSAFE.sub('-', target)}.png")
+            if path is not None:
+                written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _parquet(frame: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, engine="pyarrow", index=False))
+
+
+def _drop_stale(folder: Path, pattern: str, keep: Sequence[Path]) -> None:
+    """A report over other attacks or modalities must not leave an earlier report's tables and plots behind."""
+    for p in folder.glob(pattern):
+        if p not in keep:
+            p.unlink()
+
+
+def write_report(plan: ReportPlan, df: pd.DataFrame, trained: int = 0, reused: int = 0) -> ReportFiles:
+    """results.parquet, summary.parquet, report.md, tables/<section>.parquet and plots/<attack>_<target>.png."""
+    out = plan.out
+    results = write_parquet(df, out / "results.parquet")
+    summary = _parquet(summarise(df), out / "summary.parquet")
+    tables = [_parquet(t.frame(), out / "tables" / f"{_UNSAFE.sub('-', t.key)}.parquet") for t in summary_tables(df)]
+    _drop_stale(out / "tables", "*.parquet", tables)
+    plots = plot_curves(df, out / "plots")
+    _drop_stale(out / "plots", "*.png", plots)
+    md = write_text(out / "report.md", report_markdown(plan, df))
+    return ReportFiles(out, results, summary, md, tuple(tables), tuple(plots), trained, reused)
+
+
+def report(
+    base: Mapping[str, Any],
+    models: str | Sequence[str] = "all",
+    sets: Sequence[str] = (),
+    out: str | Path = "runs/report",
+    hooks: ReportHooks | None = None,
+    command: str = "",
+) -> ReportFiles:
+    """plan -> prepare (load the data once) -> run or reuse every (model, seed) -> write the report."""
+    plan = plan_report(base, models, sets, out, command)
+    preps = prepare_report(plan)
+    df, trained, reused = run_report(plan, preps, hooks)
+    return write_report(plan, df, trained, reused)
+
+
+__all__ = [
+    "DEFAULTS",
+    "ModelRun",
+    "ReportFiles",
+    "ReportHooks",
+    "ReportPlan",
+    "config_key",
+    "curve",
+    "plan_report",
+    "plot_curves",
+    "prepare_report",
+    "report",
+    "report_markdown",
+    "resolved_config",
+    "run_report",
+    "select_models",
+    "write_report",
+]
