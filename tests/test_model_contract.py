@@ -19,8 +19,6 @@ from robustmm.models import MODELS, build_model
 from robustmm.models.base import base_label
 from robustmm.train import seed_everything, train_pipeline
 
-from conftest import toy_dataset
-
 TINY = {
     "latent_dim": 8,
     "common_dim": 8,
@@ -56,9 +54,9 @@ def fit(name: str, ds: MultimodalDataset, seed: int = 0):
     return train_pipeline(model, ds, cfg, OptimConfig(epochs=1, batch_size=32), seed=seed)
 
 
-@pytest.fixture(scope="module")
-def small():
-    return toy_dataset(n_train=96, n_test=32)
+@pytest.fixture
+def small(toy):
+    return MultimodalDataset("toy", toy.modalities, 10, toy.train.subset(slice(0, 96)), toy.test.subset(slice(0, 32)))
 
 
 @pytest.mark.parametrize("name", MODELS.names())
