@@ -23,12 +23,27 @@ def _round_trip(state: LoopState) -> LoopState:
     return LoopState.from_dict(torch.load(buf, weights_only=True))
 
 
-def _train(toy, resume=None, saved=None, seed=5):
+RGMC = {**SMALL, "odd_hidden": 16, "reference_epochs": 1, "reference_classifier_epochs": 1, "two_phase": True}
+
+
+def _train(toy, resume=None, saved=None, seed=5, name="gmcwd"):
     seed_everything(seed)
-    model = build_model("gmcwd", toy.modalities, SMALL)
+    model = build_model(name, toy.modalities, RGMC if name == "rgmc" else SMALL)
     ckpt = Checkpointing(every=1, save=lambda s: saved.append(_round_trip(s)) if saved is not None else None)
     ckpt.resume = resume
     return train_pipeline(model, toy, REP, CLF, seed=seed, checkpointing=ckpt)
+
+
+def test_rgmc_resumes_with_the_same_reference_and_phase(toy):
+    """RGMC's reference pipeline is not in the checkpoint: it is trained again, from its own seed,
+    and the two-phase schedule follows the epoch number, so the resumed run ends the same."""
+    saved: list[LoopState] = []
+    whole = _train(toy, saved=saved, name="rgmc")
+    state = next(s for s in saved if (s.stage, s.epoch) == ("representation", 2))
+    torch.manual_seed(1234)
+    resumed = _train(toy, resume=state, name="rgmc")
+    for a, b in zip(_params(whole), _params(resumed), strict=True):
+        assert torch.equal(a, b)
 
 
 def _params(pipe):
