@@ -15,10 +15,8 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from robustmm.errors import ConfigError
+from robustmm.results import write_atomic
 
 __all__ = ["front", "front_markdown", "pareto_ranks", "plot_front_html", "plot_front_png", "rank_trials"]
 
@@ -281,23 +280,6 @@ def front_markdown(trials: pd.DataFrame, objectives: Sequence[Objective], title:
 # -------------------------------------------------------------------------------------------------- plots
 
 
-def _atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Write through a temp file in the target directory and rename, so a viewer polling the artifact
-    (or a crash mid-write) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an artifact should read like any other written file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def _plot_objectives(objs: Sequence[Objective]) -> list[Objective]:
     if len(objs) < 2:
         raise ConfigError(f"a Pareto plot needs at least two objectives, got {len(objs)}: {[k for k, _, _ in objs]!r}")
@@ -387,7 +369,7 @@ def plot_front_png(trials: pd.DataFrame, objectives: Sequence[Objective], path: 
     if d["n_complete"]:
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def _json_for_script(obj: Any) -> str:
@@ -647,4 +629,4 @@ def plot_front_html(
     def write(tmp: str) -> None:
         Path(tmp).write_text(page, encoding="utf-8")
 
-    return _atomic_write(path, write)
+    return write_atomic(path, write)
