@@ -41,37 +41,12 @@ def test_contrastive_matches_the_equations():
     assert float(gmc_contrastive(joint, uni, 0.3)) == pytest.approx(naive_gmc_loss(joint, uni, 0.3), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["gmc", "gmcwd"])
-@pytest.mark.parametrize("specs_name", ["mhd2", "mhd3", "mnist_svhn"])
-def test_train_step_and_encode_every_subset(name, specs_name, toy):
-    specs = {
-        "mhd2": toy.modalities,
-        "mhd3": (*toy.modalities, SOUND),
-        "mnist_svhn": (toy.modalities[0], RGB),
-    }[specs_name]
-    torch.manual_seed(0)
-    model = build_model(name, specs, {"latent_dim": 16, "common_dim": 8, "head_hidden": 32})
-    batch = batch_for(specs)
-    loss, metrics = model.loss(batch)
-    loss.backward()
-    assert math.isfinite(float(loss.detach())) and "contrastive" in metrics
-    model.eval()
-    names = [s.name for s in specs]
-    for r in range(1, len(names) + 1):
-        from itertools import combinations
-
-        for subset in combinations(names, r):
-            z = model.encode(batch, present=subset)
-            assert z.shape == (6, 16) and torch.isfinite(z).all()
-            if r == 1:  # a single modality's latent lies on the unit sphere
-                assert torch.allclose(z.norm(dim=1), torch.ones(6), atol=1e-5)
-
-
 def test_missing_modality_encoding_is_mean_of_present_latents(toy):
     model = build_model("gmc", toy.modalities, {}).eval()
     b = batch_for(toy.modalities)
     z_img = model.modality_latent("image", b["image"])
     assert torch.allclose(model.encode(b, present=("image",)), z_img)
+    assert torch.allclose(z_img.norm(dim=1), torch.ones(len(z_img)), atol=1e-5), "a latent on the unit sphere"
     assert torch.allclose(model.encode(b), model.joint_latent(b))
 
 
