@@ -269,3 +269,15 @@ def test_attack_variant_rows_sit_next_to_their_model(tmp_path):
     assert curves["gmc[o-detached]"].set_index("x").loc[0.0, "mean"] == pytest.approx(0.91)  # its model's clean
     assert [p.name for p in files.plots] == ["bim_image.png"]
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["bim_image.png"]
+
+
+def test_all_eleven_models_in_one_report(tmp_path):
+    """The thesis protocol on a short budget: every registered model, one seed, every table."""
+    args = [*TINY, "--set", "model.reference_epochs=1", "--set", "model.reference_classifier_epochs=1"]
+    code, stdout, stderr = _main(["report", "--models", "all", "--seeds", "0", *args, "--out", str(tmp_path / "o")])
+    assert code == 0, stderr
+    df = pd.read_parquet(tmp_path / "o" / "results.parquet")
+    assert set(MODELS.names()) <= set(df["model"]) and "rgmc[o-detached]" in set(df["model"])
+    clean_table = stdout.split(SECTIONS["clean_missing"])[1].split("##")[0]
+    for name in MODELS.names():
+        assert f"| {name} |" in clean_table, name
