@@ -62,9 +62,9 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         hooks.on_epoch(seed, stage, epoch, metrics)
 
-    hooks.on_stage(seed, "representation", cfg.train.epochs)
+    first = "reference" if model.reference_request() is not None else "representation"
     pipe = train_pipeline(
-        model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=_staged(hooks, seed, cfg, on_epoch)
+        model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=_staged(hooks, seed, cfg, on_epoch, first)
     )
     start = time.perf_counter()
     rows = evaluate_pipeline(
@@ -89,7 +89,7 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
     return rows, info
 
 
-def _staged(hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback) -> EpochCallback:
+def _staged(hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback, first: str) -> EpochCallback:
     """Announce each stage when its first epoch is in, and the classifier stage when the
     representation stage's last epoch is in (a model's reference pipeline trains first)."""
     opts = cfg.model_options
@@ -101,7 +101,7 @@ def _staged(hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback) ->
         if opts.get("reference_classifier_epochs") is not None
         else cfg.classifier.epochs,
     }
-    current = ["classifier" if cfg.train.epochs == 0 else "representation"]
+    current = ["classifier" if cfg.train.epochs == 0 and first == "representation" else first]
 
     def cb(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         if stage != current[0]:
@@ -112,8 +112,7 @@ def _staged(hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback) ->
             current[0] = "classifier"
             hooks.on_stage(seed, "classifier", cfg.classifier.epochs)
 
-    if cfg.train.epochs == 0:
-        hooks.on_stage(seed, "classifier", cfg.classifier.epochs)
+    hooks.on_stage(seed, current[0], totals[current[0]])
     return cb
 
 
