@@ -21,9 +21,9 @@ from robustmm.config import RunConfig
 from robustmm.data import load_dataset
 from robustmm.data.base import MultimodalDataset
 from robustmm.evaluate import evaluate_pipeline
-from robustmm.models.base import build_model
+from robustmm.models.base import ReferenceRequest, build_model
 from robustmm.results import summary_markdown, to_frame, write_parquet, write_text
-from robustmm.train import EpochCallback, resolve_device, seed_everything, train_pipeline
+from robustmm.train import EpochCallback, reference_epochs, resolve_device, seed_everything, train_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,8 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         hooks.on_epoch(seed, stage, epoch, metrics)
 
-    first = "reference" if model.reference_request() is not None else "representation"
-    pipe = train_pipeline(
-        model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=_staged(hooks, seed, cfg, on_epoch, first)
-    )
+    staged = _staged(hooks, seed, cfg, on_epoch, model.reference_request())
+    pipe = train_pipeline(model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=staged)
     start = time.perf_counter()
     rows = evaluate_pipeline(
         pipe.model,
@@ -89,19 +87,17 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
     return rows, info
 
 
-def _staged(hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback, first: str) -> EpochCallback:
+def _staged(
+    hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback, reference: ReferenceRequest | None
+) -> EpochCallback:
     """Announce each stage when its first epoch is in, and the classifier stage when the
     representation stage's last epoch is in (a model's reference pipeline trains first)."""
-    opts = cfg.model_options
-    totals = {
-        "representation": cfg.train.epochs,
-        "classifier": cfg.classifier.epochs,
-        "reference": opts.get("reference_epochs") if opts.get("reference_epochs") is not None else cfg.train.epochs,
-        "reference-classifier": opts.get("reference_classifier_epochs")
-        if opts.get("reference_classifier_epochs") is not None
-        else cfg.classifier.epochs,
-    }
-    current = ["classifier" if cfg.train.epochs == 0 and first == "representation" else first]
+    totals = {"representation": cfg.train.epochs, "classifier": cfg.classifier.epochs}
+    if reference is not None:
+        totals["reference"], totals["reference-classifier"] = reference_epochs(reference, cfg.train, cfg.classifier)
+        current = ["reference"]
+    else:
+        current = ["classifier" if cfg.train.epochs == 0 else "representation"]
 
     def cb(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         if stage != current[0]:

@@ -302,14 +302,15 @@ def train_pipeline(
     """Stage 1 then stage 2 on `dataset.train` (already on the run's device).
 
     A `checkpointing.resume` state of the classifier stage skips stage 1: the representation
-    weights and history come from the state."""
+    weights and history come from the state, and a reference pipeline the model asked for (which
+    only stage 1 uses) is not trained."""
     start = time.perf_counter()
+    resume = checkpointing.resume if checkpointing else None
     request = model.reference_request()
-    if request is not None:
+    if request is not None and (resume is None or resume.stage != "classifier"):  # only stage 1 uses it
         model.set_reference(
             train_reference(request, model, dataset, train_cfg, classifier_cfg, seed=seed, on_epoch=on_epoch)
         )
-    resume = checkpointing.resume if checkpointing else None
     if resume is not None and resume.stage == "classifier":
         if resume.frozen is None:
             raise TrainingError("a classifier-stage checkpoint lacks the representation weights; start the run afresh")
@@ -335,6 +336,14 @@ def train_pipeline(
 REFERENCE_SEED_OFFSET = 7919
 
 
+def reference_epochs(request: ReferenceRequest, train_cfg: OptimConfig, classifier_cfg: OptimConfig) -> tuple[int, int]:
+    """(representation, classifier) epochs of a reference pipeline: the request's, else the run's."""
+    return (
+        train_cfg.epochs if request.epochs is None else request.epochs,
+        classifier_cfg.epochs if request.classifier_epochs is None else request.classifier_epochs,
+    )
+
+
 def train_reference(
     request: ReferenceRequest,
     model: RepresentationModel,
@@ -352,9 +361,9 @@ def train_reference(
     which trains the reference again, gets the very same reference. Its epochs are reported as
     stages "reference" and "reference-classifier"."""
     ref_seed = seed + REFERENCE_SEED_OFFSET
-    ref_train = dataclasses.replace(train_cfg, epochs=train_cfg.epochs if request.epochs is None else request.epochs)
-    epochs = classifier_cfg.epochs if request.classifier_epochs is None else request.classifier_epochs
-    ref_classifier = dataclasses.replace(classifier_cfg, epochs=epochs)
+    epochs, classifier_epochs = reference_epochs(request, train_cfg, classifier_cfg)
+    ref_train = dataclasses.replace(train_cfg, epochs=epochs)
+    ref_classifier = dataclasses.replace(classifier_cfg, epochs=classifier_epochs)
     device = dataset.train.labels.device
     renamed = None
     if on_epoch is not None:

@@ -46,6 +46,22 @@ def test_rgmc_resumes_with_the_same_reference_and_phase(toy):
         assert torch.equal(a, b)
 
 
+def test_rgmc_resumed_in_the_classifier_stage_trains_no_reference(toy):
+    saved: list[LoopState] = []
+    whole = _train(toy, saved=saved, name="rgmc")
+    state = next(s for s in saved if (s.stage, s.epoch) == ("classifier", 1))
+    stages: list[str] = []
+    seed_everything(5)
+    model = build_model("rgmc", toy.modalities, RGMC)
+    ckpt = Checkpointing(every=1, save=lambda s: None, resume=state)
+    resumed = train_pipeline(
+        model, toy, REP, CLF, seed=5, checkpointing=ckpt, on_epoch=lambda s, e, m: stages.append(s)
+    )
+    assert stages == ["classifier", "classifier"], "only the classifier's remaining epochs run"
+    for a, b in zip(_params(whole), _params(resumed), strict=True):
+        assert torch.equal(a, b)
+
+
 def _params(pipe):
     return [p.detach().clone() for p in (*pipe.model.parameters(), *pipe.classifier.parameters())]
 
