@@ -43,6 +43,7 @@ from robustmm.registry import did_you_mean
 from robustmm.results import (
     ATTACK_ORDER,
     TITLES,
+    SummaryTable,
     base_label,
     model_order,
     read_parquet,
@@ -268,7 +269,7 @@ def run_report(
                 write_parquet(rows, path)  # last: its presence marks the seed as done
                 trained += 1
             frames.append(rows)
-    return to_frame(pd.concat(frames).to_dict("records")), trained, reused
+    return pd.concat(frames, ignore_index=True), trained, reused  # each frame is already in the schema
 
 
 def _cached(path: Path) -> pd.DataFrame | None:
@@ -308,8 +309,8 @@ def _header(plan: ReportPlan, df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(plan: ReportPlan, df: pd.DataFrame) -> str:
-    return _header(plan, df) + "\n\n" + summary_markdown(df)
+def report_markdown(plan: ReportPlan, df: pd.DataFrame, tables: list[SummaryTable] | None = None) -> str:
+    return _header(plan, df) + "\n\n" + summary_markdown(df, tables)
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -417,11 +418,12 @@ def write_report(plan: ReportPlan, df: pd.DataFrame, trained: int = 0, reused: i
     out = plan.out
     results = write_parquet(df, out / "results.parquet")
     summary = _parquet(summarise(df), out / "summary.parquet")
-    tables = [_parquet(t.frame(), out / "tables" / f"{_UNSAFE.sub('-', t.key)}.parquet") for t in summary_tables(df)]
+    sections = summary_tables(df)
+    tables = [_parquet(t.frame(), out / "tables" / f"{_UNSAFE.sub('-', t.key)}.parquet") for t in sections]
     _drop_stale(out / "tables", "*.parquet", tables)
     plots = plot_curves(df, out / "plots")
     _drop_stale(out / "plots", "*.png", plots)
-    md = write_text(out / "report.md", report_markdown(plan, df))
+    md = write_text(out / "report.md", report_markdown(plan, df, sections))
     return ReportFiles(out, results, summary, md, tuple(tables), tuple(plots), trained, reused)
 
 

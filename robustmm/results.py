@@ -73,40 +73,9 @@ def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df[list(COLUMNS)].astype(COLUMNS)
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write atomically (temp file + rename) so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        to_frame(df.to_dict("records")).to_parquet(tmp, engine="pyarrow", index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no results file at {str(path)!r}")
-    return to_frame(pd.read_parquet(path, engine="pyarrow").to_dict("records"))
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
-    """`write(tmp)` into a temp file beside `path`, then rename: for files that are not result rows
-    (plots, wide tables), so a reader or a crash mid-write never leaves half a file."""
+    """`write(tmp)` into a temp file beside `path`, then rename: for every file written here, rows
+    or text, so a reader or a crash mid-write never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -119,6 +88,23 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    """Result rows, in the schema, written atomically so a reader never sees half a file."""
+    rows = to_frame(df.to_dict("records"))
+    return write_atomic(path, lambda tmp: rows.to_parquet(tmp, engine="pyarrow", index=False))
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no results file at {str(path)!r}")
+    return to_frame(pd.read_parquet(path, engine="pyarrow").to_dict("records"))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -241,12 +227,14 @@ def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
     return tables
 
 
-def summary_markdown(df: pd.DataFrame) -> str:
+def summary_markdown(df: pd.DataFrame, tables: list[SummaryTable] | None = None) -> str:
     """Tables in the layout of the thesis (seed 000 Tables 5.1-5.5): accuracy in %, mean ± std
     over seeds. One table for clean + missing modality (models × conditions), then one per
-    attack (target modality × model rows, one column per parameter setting)."""
+    attack (target modality × model rows, one column per parameter setting). `tables`: those
+    `summary_tables(df)` already built, for a caller that also writes them as data."""
     if df.empty:
         return "_no results_\n"
     seeds = sorted(set(df["seed"]))
     intro = f"Accuracy (%) on the test split, mean ± std over {len(seeds)} seed(s): {', '.join(map(str, seeds))}."
-    return "\n\n".join([intro, *(t.markdown() for t in summary_tables(df))]) + "\n"
+    tables = summary_tables(df) if tables is None else tables
+    return "\n\n".join([intro, *(t.markdown() for t in tables)]) + "\n"
