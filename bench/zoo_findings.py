@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from robustmm.models.base import base_label
+
 AE_MODELS = ("dae", "vae", "mdae", "mvae", "cmdae", "cmvae", "cmdvae")
 GMC_MODELS = ("gmc", "gmcwd", "dgmc", "rgmc")
 LEAN_GAP = 0.20
@@ -95,7 +97,7 @@ def main(argv: list[str]) -> int:
         print(f"error: no {path}; run robustmm report --out {args.report_dir} first", file=sys.stderr)
         return 2
     df = pd.read_parquet(path)
-    df = df[~df.model.str.contains(r"\[", regex=True)]
+    df = df[df.model == df.model.map(base_label)]  # the models themselves, not their attack variants
     modalities = sorted(set(df[df.perturbation == "missing"].target))
     seeds = sorted(set(df.seed))
     ae = [m for m in AE_MODELS if m in set(df.model)]

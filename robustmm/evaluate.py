@@ -54,11 +54,9 @@ def evaluate_pipeline(
     tags = {"seed": seed, **(labels or {})}
     rows = [{**tags, **row} for row in grid(cells)]
     gradient_cells = [c for c in cells if ATTACKS.get(c.attack).uses_grad]
-    for variant, context in model.attack_variants().items():
-        if not gradient_cells:
-            break
+    name = str(tags.get("model", type(model).__name__.lower()))
+    for variant, context in model.attack_variants().items() if gradient_cells else ():
         with context():
             extra = grid(gradient_cells)
-        label = {"model": variant_label(str(tags.get("model", type(model).__name__.lower())), variant)}
-        rows += [{**tags, **label, **row} for row in extra]
+        rows += [{**tags, "model": variant_label(name, variant), **row} for row in extra]
     return rows

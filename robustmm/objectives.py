@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from robustmm.attacks import ATTACKS, Cell
+from robustmm.attacks.grid import ROW_PARAMS
 from robustmm.errors import ConfigError, DataError, UnknownNameError
 from robustmm.models.base import base_label
 from robustmm.registry import Registry, did_you_mean
@@ -50,7 +51,6 @@ from robustmm.registry import Registry, did_you_mean
 MODES = ("max", "min")
 REDUCES = ("min", "mean")
 NOT_PERTURBATIONS = ("clean", "missing")
-CELL_PARAMS = ("eps", "alpha", "sigma", "steps", "restarts")
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 Rows = pd.DataFrame | Iterable[Mapping[str, Any]]
@@ -357,7 +357,7 @@ def _worst_of_variants(df: pd.DataFrame) -> pd.DataFrame:
     if bool((labels == base).all()):
         return df
     df = df.assign(model=base)
-    keys = [c for c in ("model", "dataset", "seed", "perturbation", "target", *CELL_PARAMS) if c in df.columns]
+    keys = [c for c in ("model", "dataset", "seed", "perturbation", "target", *ROW_PARAMS) if c in df.columns]
     return df.groupby(keys, dropna=False, sort=False, as_index=False)["accuracy"].min()
 
 
