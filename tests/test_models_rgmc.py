@@ -107,10 +107,12 @@ def test_odd_one_out_loss_is_cross_entropy_on_logits(toy, monkeypatch):
     monkeypatch.setattr(rgmc_module.F, "cross_entropy", spy)
     torch.manual_seed(0)
     model = build_model("rgmc", toy.modalities, {**SMALL, "perturb_against": "current"})
+    raw = {}
+    model.odd.register_forward_hook(lambda module, args, out: raw.update(out=out.detach().clone()))
     loss, metrics = model.loss(batch_for(toy.modalities))
     loss.backward()
     assert "logits" in seen, "the odd-one-out term is not a cross-entropy over M+1 logits"
-    assert not torch.allclose(seen["logits"].exp().sum(1), torch.ones(len(seen["logits"]))), "softmax went in"
+    assert torch.equal(seen["logits"], raw["out"]), "the cross-entropy must get o's raw output, not its softmax"
     assert set(seen["target"].tolist()) <= {0, 1, 2}
     assert {"contrastive", "odd", "odd_accuracy"} <= set(metrics)
     assert model.odd[0].weight.grad is not None
@@ -183,6 +185,25 @@ def test_attack_variant_rows_and_objectives_take_the_worst(toy):
     values = compute_objectives(objectives, df)
     assert values["mean_robust_accuracy_fgsm"] == pytest.approx(worst)
     assert values["clean_accuracy"] == pytest.approx(rows[0]["accuracy"])
+
+
+def test_objectives_score_each_cell_at_the_worse_variant():
+    def row(model, perturbation, accuracy, eps=float("nan")):
+        return {"model": model, "dataset": "t", "seed": 0, "perturbation": perturbation, "target": "image",
+                "eps": eps, "alpha": float("nan"), "sigma": float("nan"), "steps": float("nan"),
+                "restarts": float("nan"), "accuracy": accuracy}  # fmt: skip
+
+    rows = [
+        row("rgmc", "clean", 0.9),
+        row("rgmc", "fgsm", 0.8, 0.1),
+        row("rgmc[o-detached]", "fgsm", 0.3, 0.1),
+        row("rgmc", "fgsm", 0.2, 0.2),
+        row("rgmc[o-detached]", "fgsm", 0.6, 0.2),
+    ]
+    objectives = parse_objectives([{"name": "mean_robust_accuracy", "attack": "fgsm"}, "clean_accuracy"])
+    values = compute_objectives(objectives, pd.DataFrame(rows))
+    assert values["mean_robust_accuracy_fgsm"] == pytest.approx((0.3 + 0.2) / 2)
+    assert values["clean_accuracy"] == pytest.approx(0.9)
 
 
 def test_detached_variant_stops_the_gradient_through_o(toy):
