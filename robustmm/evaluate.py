@@ -1,4 +1,11 @@
-"""A frozen model + classifier over a perturbation grid -> tidy rows (one per grid cell)."""
+"""A frozen model + classifier over a perturbation grid -> tidy rows (one per grid cell).
+
+A certifying model (the CRMT family) evaluated on a grid with certified cells also gets its
+certificate statistics as rows with a `value` instead of an accuracy: `certified_radius` (mean
+r_S(x) over the test samples, 0 for a misclassified one, per certified target S),
+`vulnerability` (mean η^(m) per modality) and `vulnerability_ratio` (the largest over the
+smallest mean η, for two modalities η^(1)/η^(2) with the more vulnerable one on top).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,16 @@ from typing import Any
 import torch
 
 from robustmm.attacks import ATTACKS, Cell, evaluate_grid
-from robustmm.data.base import MultimodalDataset
-from robustmm.models.base import Chain, Classifier, RepresentationModel, variant_label
+from robustmm.attacks.grid import STATISTICS, certificate_cells
+from robustmm.data.base import MultimodalDataset, Split
+from robustmm.models.base import Chain, RepresentationModel, variant_label
 
 Progress = Callable[[str, int, int], None]
 
 
 def evaluate_pipeline(
     model: RepresentationModel,
-    classifier: Classifier,
+    classifier: torch.nn.Module,
     dataset: MultimodalDataset,
     cells: list[Cell],
     *,
@@ -53,10 +61,52 @@ def evaluate_pipeline(
 
     tags = {"seed": seed, **(labels or {})}
     rows = [{**tags, **row} for row in grid(cells)]
+    targets = list(dict.fromkeys(c.targets for c in certificate_cells(cells)))
+    if targets:
+        rows += [{**tags, **row} for row in certificate_rows(chain, test, targets, batch_size)]
     gradient_cells = [c for c in cells if ATTACKS.get(c.attack).uses_grad]
     name = str(tags.get("model", type(model).__name__.lower()))
     for variant, context in model.attack_variants().items() if gradient_cells else ():
         with context():
             extra = grid(gradient_cells)
         rows += [{**tags, "model": variant_label(name, variant), **row} for row in extra]
+    return rows
+
+
+def _stat_row(perturbation: str, target: str, value: float, n: int) -> dict[str, Any]:
+    nan = float("nan")
+    return {
+        "perturbation": perturbation,
+        "target": target,
+        **{p: nan for p in ("eps", "alpha", "sigma", "steps", "restarts")},
+        "accuracy": nan,
+        "correct": 0,
+        "n": n,
+        "value": value,
+    }
+
+
+@torch.no_grad()
+def certificate_rows(
+    chain: Chain, test: Split, targets: list[tuple[str, ...]], batch_size: int = 512
+) -> list[dict[str, Any]]:
+    """Mean certified radius per target group, mean η per modality and their ratio (module doc)."""
+    n = len(test)
+    radii: dict[tuple[str, ...], float] = {t: 0.0 for t in targets}
+    eta = None
+    for start in range(0, n, batch_size):
+        x = {k: v[start : start + batch_size] for k, v in test.inputs.items()}
+        y = test.labels[start : start + batch_size]
+        for t in targets:
+            radii[t] += float(chain.certified_radius(x, y, t).sum())
+        part = chain.model.vulnerability(x, y).sum(0)  # type: ignore[attr-defined]
+        eta = part if eta is None else eta + part
+    radius, vulnerability, ratio_name = STATISTICS
+    rows = [_stat_row(radius, "+".join(t), radii[t] / n, n) for t in targets]
+    means = (eta / n).tolist() if eta is not None else []
+    names = chain.model.names
+    rows += [_stat_row(vulnerability, m, v, n) for m, v in zip(names, means, strict=True)]
+    if len(means) > 1:
+        ratio = max(means) / min(means) if min(means) > 0 else float("inf")
+        rows.append(_stat_row(ratio_name, "+".join(names), ratio, n))
     return rows

@@ -17,11 +17,13 @@ import pandas as pd
 import yaml
 
 from robustmm.attacks import Cell, parse_grid
+from robustmm.attacks.grid import certificate_cells
 from robustmm.config import RunConfig
 from robustmm.data import load_dataset
 from robustmm.data.base import MultimodalDataset
+from robustmm.errors import ConfigError
 from robustmm.evaluate import evaluate_pipeline
-from robustmm.models.base import ReferenceRequest, build_model
+from robustmm.models.base import MODELS, ReferenceRequest, build_model
 from robustmm.results import summary_markdown, to_frame, write_parquet, write_text
 from robustmm.train import EpochCallback, reference_epochs, resolve_device, seed_everything, train_pipeline
 
@@ -45,19 +47,37 @@ class Hooks:
     def on_seed_done(self, seed: int, rows: list[dict[str, Any]]) -> None: ...
 
 
-def prepare(cfg: RunConfig) -> Prepared:
-    """Load the data and check the model options and the grid against it; trains nothing."""
+def prepare(cfg: RunConfig, *, strict: bool = True) -> Prepared:
+    """Load the data and check the model options and the grid against it; trains nothing.
+    `strict=False` drops the certified cells for a model without a certificate instead of failing."""
     device = resolve_device(cfg.device)
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, options=cfg.dataset_options)
-    build_model(cfg.model, dataset.modalities, cfg.model_options)  # validates the options
-    cells = parse_grid(cfg.eval.grid, dataset.modality_names)
+    build_model(cfg.model, dataset.modalities, cfg.model_options, num_classes=dataset.num_classes)  # validates
+    cells = model_cells(cfg.model, parse_grid(cfg.eval.grid, dataset.modality_names), strict=strict)
     return Prepared(cfg, dataset.to(device), cells, device)
+
+
+def model_cells(model: str, cells: list[Cell], *, strict: bool = True) -> list[Cell]:
+    """The grid cells `model` can be scored on: certified cells need a model that certifies."""
+    certified = certificate_cells(cells)
+    if not certified or MODELS.get(model).cls.certifies:
+        return cells
+    if strict:
+        able = ", ".join(n for n, e in MODELS.items() if e.cls.certifies)
+        raise ConfigError(
+            f"model {model!r} gives no certified radius but the grid has {len(certified)} certified cells; "
+            f"only {able} certify — use grid l2, or drop the certified cells"
+        )
+    log.info("%s gives no certified radius: its %d certified cells are skipped", model, len(certified))
+    return [c for c in cells if c not in certified]
 
 
 def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     cfg, hooks = prep.config, hooks or Hooks()
     seed_everything(seed)
-    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options).to(prep.device)
+    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes).to(
+        prep.device
+    )
 
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         hooks.on_epoch(seed, stage, epoch, metrics)

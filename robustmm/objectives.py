@@ -19,6 +19,14 @@ a "single-modality target" is a target without ``+``.
 |                                                | targets                                                       |
 | ``missing_modality_accuracy(modality=None,``   | accuracy with ``modality`` missing; without a modality the    |
 | ``reduce="min")``                              | min (or mean) over the missing-modality cells                 |
+| ``certified_accuracy(radius, target=None)``    | share of test samples correct AND certified at L2 ``radius``  |
+|                                                | on ``target``; None: the min over targets (the joint one)     |
+| ``mean_certified_radius(target=None)``         | mean certified L2 radius (0 if misclassified); None: the min  |
+|                                                | over targets                                                  |
+| ``vulnerability_ratio`` (mode min)             | largest over smallest mean vulnerability η^(m) (1: balanced)  |
+
+The last three need a certifying model (the CRMT family) and certified cells in the grid
+(grid ``crmt``); they are not perturbations, so the accuracy objectives above skip them.
 
 Every objective is maximised by default (``mode: max``). In a config an objective is a name,
 ``clean_accuracy``, or a dict, ``{name: worst_modality_auc, attack: pgd, mode: max}``. Its
@@ -43,14 +51,14 @@ import numpy as np
 import pandas as pd
 
 from robustmm.attacks import ATTACKS, Cell
-from robustmm.attacks.grid import ROW_PARAMS
+from robustmm.attacks.grid import ROW_PARAMS, STATISTICS
 from robustmm.errors import ConfigError, DataError, UnknownNameError
 from robustmm.models.base import base_label
 from robustmm.registry import Registry, did_you_mean
 
 MODES = ("max", "min")
 REDUCES = ("min", "mean")
-NOT_PERTURBATIONS = ("clean", "missing")
+NOT_PERTURBATIONS = ("clean", "missing", "certified", *STATISTICS)
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 Rows = pd.DataFrame | Iterable[Mapping[str, Any]]
@@ -130,7 +138,8 @@ def _check_attack(entry: ObjectiveEntry, value: Any) -> str:
         raise UnknownNameError(f"{where}: {ATTACKS.unknown_message(value)}")
     with_eps = sorted(n for n, e in ATTACKS.items() if "eps" in e.param_names)
     if value in NOT_PERTURBATIONS:
-        hint = "use missing_modality_accuracy" if value == "missing" else "use clean_accuracy"
+        hints = {"missing": "use missing_modality_accuracy", "clean": "use clean_accuracy"}
+        hint = hints.get(value, "use certified_accuracy, mean_certified_radius or vulnerability_ratio")
         raise ConfigError(f"{where}: attack={value!r} is not a perturbation; {hint}")
     if entry.eps_attack and "eps" not in ATTACKS.get(value).param_names:
         params = ", ".join(ATTACKS.get(value).param_names) or "none"
@@ -159,7 +168,14 @@ def _check_reduce(entry: ObjectiveEntry, value: Any) -> str:
     return value
 
 
+def _check_radius(entry: ObjectiveEntry, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not np.isfinite(value):
+        raise ConfigError(f"objective {entry.name!r}: radius={value!r} is invalid; give an L2 radius > 0, e.g. 0.5")
+    return float(value)
+
+
 _CHECKS: dict[str, Callable[[ObjectiveEntry, Any], Any]] = {
+    "radius": _check_radius,
     "attack": _check_attack,
     "target": lambda e, v: _check_modalities(e, "target", v),
     "modality": lambda e, v: _check_modalities(e, "modality", v),
@@ -331,7 +347,7 @@ def _frame(rows: Rows, eps: bool) -> pd.DataFrame:
     if not df.empty and "model" in df.columns:
         df = _worst_of_variants(df)
     if df.empty:
-        return pd.DataFrame({"seed": [], "perturbation": [], "target": [], "eps": [], "accuracy": []})
+        return pd.DataFrame({"seed": [], "perturbation": [], "target": [], "eps": [], "accuracy": [], "value": []})
     needed = ["perturbation", "target", "accuracy", *(["eps"] if eps else [])]
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -347,6 +363,7 @@ def _frame(rows: Rows, eps: bool) -> pd.DataFrame:
             "target": df["target"].astype(str).to_numpy(),
             "eps": pd.to_numeric(df["eps"], errors="coerce").to_numpy(float) if "eps" in df.columns else np.nan,
             "accuracy": pd.to_numeric(df["accuracy"], errors="coerce").to_numpy(float),
+            "value": pd.to_numeric(df["value"], errors="coerce").to_numpy(float) if "value" in df.columns else np.nan,
         }
     )
 
@@ -358,7 +375,8 @@ def _worst_of_variants(df: pd.DataFrame) -> pd.DataFrame:
         return df
     df = df.assign(model=base)
     keys = [c for c in ("model", "dataset", "seed", "perturbation", "target", *ROW_PARAMS) if c in df.columns]
-    return df.groupby(keys, dropna=False, sort=False, as_index=False)["accuracy"].min()
+    agg = {"accuracy": "min", **({"value": "first"} if "value" in df.columns else {})}
+    return df.groupby(keys, dropna=False, sort=False, as_index=False).agg(agg)
 
 
 def _mean(values: pd.Series | Sequence[float]) -> float:
@@ -494,3 +512,56 @@ def missing_modality_accuracy(rows: pd.DataFrame, *, modality: str | None = None
         return _mean(sub.loc[sub["target"] == modality, "accuracy"])
     per_cell = [_mean(s) for _, s in sub.groupby("target", sort=True)["accuracy"]]
     return _min(per_cell) if reduce == "min" else _mean(per_cell)
+
+
+def _needs_certified(cells: Sequence[Cell], radius: float | None = None, target: str | None = None) -> Need:
+    have = [c for c in cells if c.attack == "certified"]
+    if not have:
+        return Lack("certified cells (a certifying model: jt, ojt, crmt-*)", "certified (or use grid crmt)")
+    if target is not None and target not in {c.target for c in have}:
+        return Lack(f"certified cells on {target}", f"certified on {target}", "the grid certifies other targets")
+    if radius is not None and not any(np.isclose(c.param("eps"), radius) for c in have):
+        radii = ", ".join(sorted({f"{c.param('eps'):g}" for c in have}))
+        return Lack(
+            f"a certified cell at radius {radius:g}", f"certified with eps: {radius:g}", f"the grid has radii {radii}"
+        )
+    return None
+
+
+def _statistic(rows: pd.DataFrame, perturbation: str, target: str | None) -> float:
+    sub = rows[rows["perturbation"] == perturbation]
+    if target is not None:
+        sub = sub[sub["target"] == target]
+    return _min(sub["value"])
+
+
+@objective("certified_accuracy", label="certified accuracy", needs=_needs_certified, eps_attack=True)
+def certified_accuracy(rows: pd.DataFrame, *, radius: float, target: str | None = None) -> float:
+    """Share of samples correct and certified at L2 `radius` on `target` (None: min over targets)."""
+    sub = rows[(rows["perturbation"] == "certified") & np.isclose(rows["eps"].astype(float), radius)]
+    if target is not None:
+        sub = sub[sub["target"] == target]
+    return _min(sub["accuracy"])
+
+
+@objective("mean_certified_radius", label="mean certified radius", needs=_needs_certified)
+def mean_certified_radius(rows: pd.DataFrame, *, target: str | None = None) -> float:
+    """Mean certified L2 radius over test samples (0 if misclassified); None: min over targets."""
+    return _statistic(rows, "certified_radius", target)
+
+
+@objective("vulnerability_ratio", label="vulnerability ratio", needs=_needs_certified, mode="min")
+def vulnerability_ratio(rows: pd.DataFrame) -> float:
+    """Largest over smallest mean vulnerability indicator η^(m) = |a_y|τ̃_y + |a_j|τ̃_j (1: balanced)."""
+    return _statistic(rows, "vulnerability_ratio", None)
+
+
+def certificate_metrics(rows: Rows) -> dict[str, float]:
+    """Every certificate statistic of a trial's rows as `certificate/<name>[_<target>]` metrics
+    (mean over seeds), for the tracker; empty for a model that does not certify."""
+    df = _frame(rows, eps=True)
+    out: dict[str, float] = {}
+    for (pert, target), part in df[df["perturbation"].isin(STATISTICS)].groupby(["perturbation", "target"]):
+        key = pert if pert == "vulnerability_ratio" else f"{pert}_{_slug(target)}"
+        out[f"certificate/{key}"] = float(np.mean(part.groupby("seed")["value"].mean()))
+    return out

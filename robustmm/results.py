@@ -17,6 +17,11 @@ One row per (model, dataset, seed, perturbation, target, parameters). Columns (`
 | accuracy     | float64 | fraction of test samples classified correctly, in [0, 1]           |
 | correct      | int64   | number classified correctly                                        |
 | n            | int64   | number of test samples evaluated                                   |
+| value        | float64 | a statistic that is not an accuracy (rows of `STATISTICS`: mean    |
+|              |         | certified radius, vulnerability η, its ratio); NaN otherwise       |
+
+Rows written before `value` existed read back with value NaN. The `certified` rows are
+accuracies (correct and certified at radius ε); the `STATISTICS` rows have accuracy NaN.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 import pandas as pd
 
+from robustmm.attacks.grid import STATISTICS
 from robustmm.errors import DataError
 from robustmm.models.base import base_label
 
@@ -48,10 +54,12 @@ COLUMNS: dict[str, str] = {
     "accuracy": "float64",
     "correct": "int64",
     "n": "int64",
+    "value": "float64",
 }
+OPTIONAL = {"value": math.nan}  # columns older rows may lack, with the value they read back as
 PARAMS = ("eps", "alpha", "sigma", "steps", "restarts")
 CELL_KEYS = ("perturbation", "target", *PARAMS)
-ATTACK_ORDER = ("gaussian", "fgsm", "bim", "pgd", "fgm", "pgd_l2")
+ATTACK_ORDER = ("gaussian", "fgsm", "bim", "pgd", "fgm", "pgd_l2", "certified")
 TITLES = {
     "gaussian": "Gaussian noise",
     "fgsm": "FGSM (L∞)",
@@ -59,6 +67,7 @@ TITLES = {
     "pgd": "PGD (L∞)",
     "fgm": "FGM (L2)",
     "pgd_l2": "PGD (L2)",
+    "certified": "Certified accuracy (L2 radius ε)",
 }
 
 
@@ -67,6 +76,9 @@ def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(list(rows))
     if df.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in COLUMNS.items()})
+    for c, default in OPTIONAL.items():
+        if c not in df.columns:
+            df[c] = default
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"result rows lack column(s) {', '.join(missing)}")
@@ -108,9 +120,13 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation (population, ddof=0) of accuracy across seeds, per cell."""
+    """Mean and standard deviation (population, ddof=0) of accuracy across seeds, per cell (of
+    `value` for the rows of `STATISTICS`)."""
     keys = ["model", "dataset", *CELL_KEYS]
-    g = df.groupby(keys, dropna=False, sort=False)["accuracy"]
+    score = df["accuracy"]
+    if "value" in df.columns:  # a statistic row summarises its value
+        score = df["value"].where(df["perturbation"].isin(STATISTICS), df["accuracy"])
+    g = df.assign(_score=score).groupby(keys, dropna=False, sort=False)["_score"]
     out = g.agg(mean="mean", std=lambda s: float(s.std(ddof=0)), seeds="count").reset_index()
     return out
 
@@ -154,9 +170,11 @@ class SummaryTable:
     index: tuple[str, ...]
     columns: tuple[str, ...]
     rows: tuple[tuple[tuple[str, ...], Mapping[str, tuple[float, float]]], ...]
+    percent: bool = True  # accuracies shown in %; statistics as they are
 
     def markdown(self) -> str:
-        body = [[*keys, *(_cell(*cells[c]) if c in cells else "" for c in self.columns)] for keys, cells in self.rows]
+        cell = _cell if self.percent else (lambda m, s: f"{m:.4g} ± {s:.2g}")
+        body = [[*keys, *(cell(*cells[c]) if c in cells else "" for c in self.columns)] for keys, cells in self.rows]
         return f"## {self.title}\n\n" + _markdown([*self.index, *self.columns], body)
 
     def frame(self) -> pd.DataFrame:
@@ -205,7 +223,7 @@ def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
         )
 
     attacks = [a for a in ATTACK_ORDER if a in set(s["perturbation"])]
-    attacks += sorted(set(s["perturbation"]) - set(ATTACK_ORDER) - {"clean", "missing"})
+    attacks += sorted(set(s["perturbation"]) - set(ATTACK_ORDER) - {"clean", "missing", *STATISTICS})
     for attack in attacks:
         part = s[s["perturbation"] == attack]
         show_steps = part["steps"].nunique(dropna=True) > 1
@@ -224,6 +242,18 @@ def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
                     cells = {r["column"]: (float(r["mean"]), float(r["std"])) for r in sub.to_dict("records")}
                     rows.append(((tgt, m), cells))
         tables.append(SummaryTable(attack, title, ("target", "model"), columns, tuple(rows)))
+    stats = s[s["perturbation"].isin(STATISTICS)]
+    if not stats.empty:
+        columns = tuple(p for p in STATISTICS if p in set(stats["perturbation"]))
+        rows = []
+        for tgt in dict.fromkeys(stats["target"]):
+            for m in models:
+                sub = stats[(stats["target"] == tgt) & (stats["model"] == m)]
+                if not sub.empty:
+                    cells = {r["perturbation"]: (float(r["mean"]), float(r["std"])) for r in sub.to_dict("records")}
+                    rows.append(((tgt, m), cells))
+        title = "Certificate: mean certified L2 radius, vulnerability η and its ratio (not %)"
+        tables.append(SummaryTable("certificate", title, ("target", "model"), columns, tuple(rows), percent=False))
     return tables
 
 

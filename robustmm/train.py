@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +18,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustmm.attacks import ATTACKS
 from robustmm.config import OptimConfig
 from robustmm.data.base import MultimodalDataset, Split
 from robustmm.errors import TrainingError
-from robustmm.models.base import Chain, Classifier, ReferenceRequest, RepresentationModel, build_model
+from robustmm.models.base import (
+    AdversarialTraining,
+    Chain,
+    Classifier,
+    OwnHead,
+    ReferenceRequest,
+    RepresentationModel,
+    build_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +48,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(params: Iterator[nn.Parameter] | list[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+def make_optimizer(
+    params: Iterator[nn.Parameter] | list[nn.Parameter] | list[dict[str, Any]], cfg: OptimConfig
+) -> torch.optim.Optimizer:
+    """The configured optimizer over `params`: parameters, or groups {'name', 'params', ...} (each
+    group may override lr / weight_decay later; see RepresentationModel.param_groups)."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        params = [g for g in params if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -204,14 +223,30 @@ def fit_representation(
     on_epoch: EpochCallback | None = None,
     checkpointing: Checkpointing | None = None,
 ) -> list[dict[str, float]]:
+    """Stage 1: `model.representation_epochs(cfg.epochs)` epochs of `model.loss`, with the model's
+    parameter groups; a model that asks for adversarial training gets each batch crafted first."""
     device = train.labels.device
+    cfg = dataclasses.replace(cfg, epochs=model.representation_epochs(cfg.epochs))
+    opt = make_optimizer(model.param_groups(), cfg)
+    where = {"epoch": 0, "step": 0}
+
+    def start(epoch: int) -> None:
+        where.update(epoch=epoch, step=0)
+        model.begin_epoch(epoch, cfg.epochs, train=train, optimizer=opt)
 
     def loss_fn(idx: Tensor) -> tuple[Tensor, dict[str, float]]:
         batch = {name: x[idx] for name, x in train.inputs.items()}
         batch["label"] = train.labels[idx]
+        request = model.adversarial_training()
+        if request is not None:
+            # one generator per (seed, epoch, step): a resumed run draws the same random starts
+            key = f"{seed}|{request.attack}|{where['epoch']}|{where['step']}"
+            rng = torch.Generator(device=device).manual_seed(zlib.crc32(key.encode()))
+            batch.update(adversarial_batch(model, batch, request, rng))
+        where["step"] += 1
         return model.loss(batch)
 
-    return run_epochs(
+    history = run_epochs(
         "representation",
         model,
         loss_fn,
@@ -220,9 +255,35 @@ def fit_representation(
         seed=seed,
         device=device,
         on_epoch=on_epoch,
+        optimizer=opt,
         checkpointing=checkpointing,
-        on_epoch_start=lambda epoch: model.begin_epoch(epoch, cfg.epochs),
+        on_epoch_start=start,
     )
+    model.finish_training(train)
+    return history
+
+
+def adversarial_batch(
+    model: RepresentationModel, batch: dict[str, Tensor], request: AdversarialTraining, rng: torch.Generator
+) -> dict[str, Tensor]:
+    """The batch's inputs replaced by `request.attack` examples against the model's own logits,
+    crafted with the model in eval mode (BatchNorm statistics untouched), the very attack function
+    the evaluator runs (a true L2 projection for pgd_l2)."""
+    if not model.own_head:
+        raise TrainingError(f"{type(model).__name__} asks for adversarial training but has no head of its own")
+    inputs = {n: batch[n] for n in model.names}
+    targets = request.targets or model.names
+    ranges = {s.name: s.value_range for s in model.specs}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            adv = ATTACKS.get(request.attack).fn(
+                model.encode, inputs, batch["label"], targets, ranges, rng=rng, **request.params
+            )
+    finally:
+        model.train(was_training)
+    return {n: adv[n].detach() for n in model.names}
 
 
 @torch.no_grad()
@@ -284,7 +345,7 @@ class Pipeline:
     """A trained, frozen representation model and its downstream classifier."""
 
     model: RepresentationModel
-    classifier: Classifier
+    classifier: nn.Module
     history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -306,6 +367,14 @@ def train_pipeline(
     only stage 1 uses) is not trained."""
     start = time.perf_counter()
     resume = checkpointing.resume if checkpointing else None
+    if model.own_head:  # supervised, its own head is the classifier: one stage only
+        rep = fit_representation(
+            model, dataset.train, train_cfg, seed=seed, on_epoch=on_epoch, checkpointing=checkpointing
+        )
+        for p in model.parameters():
+            p.requires_grad_(False)
+        head = OwnHead()
+        return Pipeline(model, head, {"representation": rep, "classifier": []}, time.perf_counter() - start)
     request = model.reference_request()
     if request is not None and (resume is None or resume.stage != "classifier"):  # only stage 1 uses it
         model.set_reference(
@@ -371,7 +440,7 @@ def train_reference(
         renamed = lambda stage, epoch, metrics: on_epoch(names[stage], epoch, metrics)  # noqa: E731
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(ref_seed)
-        reference = build_model(request.model, model.specs, request.options).to(device)
+        reference = build_model(request.model, model.specs, request.options, num_classes=dataset.num_classes).to(device)
         log.info("training the reference %s for %s", request.model, type(model).__name__)
         pipe = train_pipeline(reference, dataset, ref_train, ref_classifier, seed=ref_seed, on_epoch=renamed)
     return Chain(pipe.model, pipe.classifier).eval()

@@ -34,8 +34,10 @@ EXTRA = ModalitySpec("extra", "vector", (12,))
 
 
 def tiny_options(name: str) -> dict:
-    fields = {f.name for f in dataclasses.fields(MODELS.get(name).cls.Options)}
-    return {k: v for k, v in TINY.items() if k in fields}
+    cls = MODELS.get(name).cls
+    fields = {f.name for f in dataclasses.fields(cls.Options)}
+    tiny = {**TINY, "latent_dim": 12} if cls.own_head else TINY  # orthonormal rows need width ≥ 10 classes
+    return {k: v for k, v in tiny.items() if k in fields}
 
 
 def fit(name: str, ds: MultimodalDataset, seed: int = 0):

@@ -5,7 +5,7 @@ Only torch, numpy, robustmm.errors and robustmm.registry are imported here: atta
 chain contract, never the models or the data sets.
 """
 
-from robustmm.attacks import bim, fgm, fgsm, gaussian, missing, pgd, pgd_l2  # noqa: F401  (registration)
+from robustmm.attacks import bim, certified, fgm, fgsm, gaussian, missing, pgd, pgd_l2  # noqa: F401  (registration)
 from robustmm.attacks.base import ATTACKS, AttackEntry, Cell, make_cell
 from robustmm.attacks.grid import GRIDS, ROW_KEYS, evaluate_grid, parse_grid
 

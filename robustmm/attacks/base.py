@@ -32,7 +32,10 @@ BATCHABLE = ("eps", "alpha", "sigma")
 
 
 class Chain(Protocol):
-    """Frozen model + classifier: inputs -> logits (N×C), differentiable w.r.t. the inputs."""
+    """Frozen model + classifier: inputs -> logits (N×C), differentiable w.r.t. the inputs.
+
+    A chain that certifies (the CRMT family) also has `certifies = True` and
+    `certified_radius(inputs, labels, targets) -> (N,)`, used by the `certified` cells."""
 
     def __call__(self, inputs: Mapping[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor: ...
 
@@ -74,7 +77,9 @@ class AttackEntry:
 
     `uses_grad` tells the evaluator whether the attack needs autograd (else it runs under
     no_grad); `drops_targets` marks the missing-modality "attack", whose targets are removed
-    from `present` when the chain is evaluated rather than perturbed.
+    from `present` when the chain is evaluated rather than perturbed; `certifies` marks the
+    certified-accuracy cell, which perturbs nothing but counts a sample only when the chain's
+    certified radius for the targets reaches eps (`Chain.certified_radius`).
     """
 
     name: str
@@ -85,6 +90,7 @@ class AttackEntry:
     uses_grad: bool = True
     drops_targets: bool = False
     needs_targets: bool = True
+    certifies: bool = False
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -202,7 +208,13 @@ def make_cell(attack: str, targets: Sequence[str] = (), **params: float) -> Cell
 
 
 def attack(
-    name: str, *, norm: str, uses_grad: bool = True, drops_targets: bool = False, needs_targets: bool = True
+    name: str,
+    *,
+    norm: str,
+    uses_grad: bool = True,
+    drops_targets: bool = False,
+    needs_targets: bool = True,
+    certifies: bool = False,
 ) -> Callable[[Callable[..., Inputs]], Callable[..., Inputs]]:
     """Register an attack function and wrap it with validation.
 
@@ -239,7 +251,8 @@ def attack(
             values = {k: check_param(name, k, v, n=len(labels)) for k, v in params.items()}
             return fn(chain, dict(inputs), labels, targets, ranges, rng=rng, **values)
 
-        ATTACKS.add(name, AttackEntry(name, checked, defaults, norm, summary, uses_grad, drops_targets, needs_targets))
+        entry = AttackEntry(name, checked, defaults, norm, summary, uses_grad, drops_targets, needs_targets, certifies)
+        ATTACKS.add(name, entry)
         return checked
 
     return deco

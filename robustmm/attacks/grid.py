@@ -41,6 +41,8 @@ GRIDS: Registry[GridFn] = Registry("grid")
 
 ROW_PARAMS = ("eps", "alpha", "sigma", "steps", "restarts")
 ROW_KEYS = ("perturbation", "target", *ROW_PARAMS, "accuracy", "correct", "n")
+STATISTICS = ("certified_radius", "vulnerability", "vulnerability_ratio")
+"""Perturbation names of the certificate-statistic rows, whose number is in `value`, not `accuracy`."""
 
 # Seed 000's grid (SPEC §1).
 THESIS_SIGMAS = (0.25, 0.5, 0.75, 1.0)
@@ -92,6 +94,28 @@ def l2(modality_names: tuple[str, ...]) -> list[Cell]:
         cells += [make_cell("fgm", t, eps=e) for e in (0.25, 0.5, 1.0)]
         cells += [make_cell("pgd_l2", t, eps=e, alpha=e / 4, steps=10) for e in (0.25, 0.5, 1.0)]
     return cells
+
+
+CRMT_RADII = (0.1, 0.25, 0.5, 1.0)
+
+
+@GRIDS.register("crmt")
+def crmt(modality_names: tuple[str, ...]) -> list[Cell]:
+    """CRMT's Tables 1-2: FGM, L2-PGD (K=10) jointly at eps=0.5, per modality at 1.0; missing;
+    certified accuracy at L2 radii 0.1-1 (joint and per modality) — for certifying models only."""
+    cells = [make_cell("clean"), *_missing(modality_names)]
+    groups = [(tuple(modality_names), 0.5)] if len(modality_names) > 1 else []
+    groups += [((m,), 1.0) for m in modality_names]
+    for t, e in groups:
+        cells += [make_cell("fgm", t, eps=e), make_cell("pgd_l2", t, eps=e, alpha=e / 4, steps=10)]
+    for t, _ in groups:
+        cells += [make_cell("certified", t, eps=r) for r in CRMT_RADII]
+    return cells
+
+
+def certificate_cells(cells: Sequence[Cell]) -> list[Cell]:
+    """The cells that need a certifying chain."""
+    return [c for c in cells if ATTACKS.get(c.attack).certifies]
 
 
 def _targets(value: Any, names: tuple[str, ...], entry: AttackEntry, where: str) -> list[tuple[str, ...]]:
@@ -209,7 +233,12 @@ def _run_group(
         adv = entry.fn(chain, x, y, targets, ranges, rng=rng, **params)
     with torch.no_grad():
         logits = chain(adv, present=entry.present(targets, tuple(inputs)))
-        return (logits.argmax(1) == y).view(g, n).sum(1).tolist()
+        ok = logits.argmax(1) == y
+        if entry.certifies:
+            radius = chain.certified_radius(adv, y, targets)  # type: ignore[attr-defined]
+            eps = params["eps"]
+            ok = ok & (radius >= (eps if isinstance(eps, Tensor) else torch.full_like(radius, float(eps))))
+        return ok.view(g, n).sum(1).tolist()
 
 
 def _row(cell: Cell, correct: int, n: int) -> dict[str, Any]:
@@ -254,6 +283,11 @@ def evaluate_grid(
         entries[cell.attack] = entry = ATTACKS.get(cell.attack)
         if not entry.drops_targets:
             check_ranges(cell.targets, ranges)
+    if certificate_cells(cells) and not getattr(chain, "certifies", False):
+        raise ConfigError(
+            "the grid has certified cells but this model gives no certified radius; only the CRMT family "
+            "(jt, ojt, crmt-jt, crmt-at, crmt-mix) does — drop the certified cells or use grid l2"
+        )
     chunk_size = max(1, min(batch_size, n_total))
     groups = _groups(cells, batched, max(1, max_rows // chunk_size))
     correct = [0] * len(cells)

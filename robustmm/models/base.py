@@ -3,6 +3,12 @@
 A representation model trains without labels through `loss(batch)` and, frozen, maps inputs
 (any non-empty subset of its modalities) to a latent through `encode(inputs, present)`.
 Options are a dataclass per model: unknown keys are an error, unset keys take the defaults.
+
+A model with `own_head = True` (the CRMT family) is supervised: its `loss` uses the batch's
+labels, `encode` returns class logits, and no downstream classifier is trained for it — its own
+head is the classifier, through the same Chain, evaluator and tables as every other model. A
+model with `certifies = True` also gives a certified L2 radius per sample (`certified_radius`)
+and per-modality vulnerability indicators (`vulnerability`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from robustmm.data.base import ModalitySpec
+from robustmm.data.base import ModalitySpec, Split
 from robustmm.errors import ConfigError
 from robustmm.registry import Registry
 
@@ -38,6 +44,8 @@ class RepresentationModel(nn.Module, ABC):
 
     Options: ClassVar[type[ModelOptions]] = ModelOptions
     summary: ClassVar[str] = ""
+    own_head: ClassVar[bool] = False
+    certifies: ClassVar[bool] = False
 
     def __init__(self, specs: tuple[ModalitySpec, ...], options: ModelOptions) -> None:
         super().__init__()
@@ -60,9 +68,28 @@ class RepresentationModel(nn.Module, ABC):
     def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
         """Latent of the given inputs, using only the `present` modalities (None: all)."""
 
-    def begin_epoch(self, epoch: int, epochs: int) -> None:
-        """Called by the training loop before each representation epoch (1-based): models whose
-        loss changes over training (RGMC's two phases) switch here; most ignore it."""
+    def representation_epochs(self, epochs: int) -> int:
+        """How many epochs the representation stage runs when the run asks for `epochs` (CRMT:
+        rounds × (step-1 + step-2 epochs)); most models run exactly `epochs`."""
+        return epochs
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups of the representation-stage optimizer, each {'name', 'params'}; a model
+        whose steps train different parameters at different rates (CRMT's step 2) splits them."""
+        return [{"name": "all", "params": list(self.parameters())}]
+
+    def begin_epoch(self, epoch: int, epochs: int, *, train: Split | None = None, optimizer: Any | None = None) -> None:
+        """Called by the training loop before each representation epoch (1-based, of `epochs` =
+        `representation_epochs(...)`), with the training split and the optimizer: models whose
+        loss changes over training (RGMC's two phases, CRMT's steps) switch here; most ignore it."""
+
+    def finish_training(self, train: Split) -> None:
+        """Called once after the representation stage (CRMT estimates its Lipschitz constants)."""
+
+    def adversarial_training(self) -> AdversarialTraining | None:
+        """An own-head model trained on adversarial examples (CRMT-AT) says which attack here; the
+        training loop crafts them with the evaluator's attack against the model's current logits."""
+        return None
 
     def reference_request(self) -> ReferenceRequest | None:
         """A model that trains against another, already trained pipeline (RGMC's frozen GMC +
@@ -85,6 +112,16 @@ class RepresentationModel(nn.Module, ABC):
         if unknown or not present:
             raise ConfigError(f"cannot encode with modalities {present!r}; choose a non-empty subset of {self.names}")
         return tuple(n for n in self.names if n in present)
+
+
+@dataclass(frozen=True)
+class AdversarialTraining:
+    """Craft each training batch with `attack` (a registered attack name) and `params` on the
+    `targets` modalities (None: all of them, one joint perturbation) before the loss sees it."""
+
+    attack: str
+    params: dict[str, float] = field(default_factory=dict)
+    targets: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,10 +190,14 @@ def make_options(cls: type[RepresentationModel], model_name: str, options: Mappi
 
 
 def build_model(
-    name: str, specs: tuple[ModalitySpec, ...], options: Mapping[str, Any] | None = None
+    name: str, specs: tuple[ModalitySpec, ...], options: Mapping[str, Any] | None = None, *, num_classes: int = 10
 ) -> RepresentationModel:
+    """The model `name` on these modalities; `num_classes` sizes the head of an own-head model."""
     entry = MODELS.get(name)
-    return entry.cls(tuple(specs), make_options(entry.cls, name, options or {}))
+    opts = make_options(entry.cls, name, options or {})
+    if entry.cls.own_head:
+        return entry.cls(tuple(specs), opts, num_classes=num_classes)  # type: ignore[call-arg]
+    return entry.cls(tuple(specs), opts)
 
 
 def model_defaults(name: str) -> dict[str, Any]:
@@ -180,14 +221,28 @@ class Classifier(nn.Module):
         return self.net(z)
 
 
+class OwnHead(nn.Identity):
+    """The "classifier" of an own-head model: its logits pass through unchanged."""
+
+
 class Chain(nn.Module):
     """Frozen representation model + classifier as one differentiable function of the inputs:
     what every attack differentiates through."""
 
-    def __init__(self, model: RepresentationModel, classifier: Classifier) -> None:
+    def __init__(self, model: RepresentationModel, classifier: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.classifier = classifier
 
     def forward(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
         return self.classifier(self.model.encode(inputs, present))
+
+    @property
+    def certifies(self) -> bool:
+        return self.model.certifies and isinstance(self.classifier, OwnHead)
+
+    def certified_radius(self, inputs: dict[str, Tensor], labels: Tensor, targets: tuple[str, ...]) -> Tensor:
+        """Per-sample certified L2 radius of a perturbation of `targets` (0 where misclassified)."""
+        if not self.certifies:
+            raise ConfigError(f"{type(self.model).__name__} gives no certified radius; drop the certified cells")
+        return self.model.certified_radius(inputs, labels, targets)  # type: ignore[attr-defined]

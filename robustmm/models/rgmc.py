@@ -119,7 +119,7 @@ class RGMC(GMC):
 
     # ------------------------------------------------------------------ training
 
-    def begin_epoch(self, epoch: int, epochs: int) -> None:
+    def begin_epoch(self, epoch: int, epochs: int, **_: Any) -> None:
         if self.options.two_phase:
             self.phase = 1 if epoch <= max(1, round(self.options.phase_split * epochs)) else 2
 

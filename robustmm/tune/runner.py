@@ -66,7 +66,7 @@ def check_sweep(spec: SweepSpec) -> None:
     prep = prepare(spec.run_config())
     modalities = prep.dataset.modalities
     for cfg in corner_configs(spec):
-        build_model(cfg.model, modalities, cfg.model_options)
+        build_model(cfg.model, modalities, cfg.model_options, num_classes=prep.dataset.num_classes)
     for objective in spec.objectives:
         objective.check(prep.cells)
     if spec.early_stopping is not None:
@@ -81,7 +81,9 @@ def check_sweep(spec: SweepSpec) -> None:
 def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
     """The metric names a trial reports per epoch, found by one loss call on two samples."""
     cfg = spec.run_config()
-    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options).to(prep.device)
+    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes).to(
+        prep.device
+    )
     request = model.reference_request()
     if request is not None:  # an untrained stand-in: only the names of the metrics matter here
         ref = build_model(request.model, prep.dataset.modalities, request.options).to(prep.device)

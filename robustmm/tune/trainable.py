@@ -30,8 +30,9 @@ from robustmm.data import load_dataset
 from robustmm.data.base import MultimodalDataset
 from robustmm.errors import TrainingError
 from robustmm.evaluate import evaluate_pipeline
+from robustmm.experiment import model_cells
 from robustmm.models.base import build_model
-from robustmm.objectives import compute_objectives
+from robustmm.objectives import certificate_metrics, compute_objectives
 from robustmm.train import Checkpointing, LoopState, resolve_device, seed_everything, train_pipeline
 from robustmm.tune.space import SweepSpec
 
@@ -108,7 +109,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     cfg = spec.run_config(values)
     device = resolve_device(cfg.device)
     dataset = node_dataset(cfg.dataset, cfg.data_dir, cfg.dataset_options).to(device)
-    cells = parse_grid(cfg.eval.grid, dataset.modality_names)
+    cells = model_cells(cfg.model, parse_grid(cfg.eval.grid, dataset.modality_names))
     state = _load(tune.get_checkpoint())
     rows: list[dict[str, Any]] = list(state["rows"]) if state else []
     start_seed = int(state["seed_index"]) if state else 0
@@ -119,7 +120,9 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     for index in range(start_seed, len(cfg.seeds)):
         seed = cfg.seeds[index]
         seed_everything(seed)
-        model = build_model(cfg.model, dataset.modalities, cfg.model_options).to(device)
+        model = build_model(cfg.model, dataset.modalities, cfg.model_options, num_classes=dataset.num_classes).to(
+            device
+        )
         reporter = _Reporter(seed, index, rows, timing)
         resume = None
         if state and index == start_seed and state.get("loop") is not None:
@@ -156,7 +159,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
         state = None
 
     objectives = compute_objectives(spec.objectives, pd.DataFrame(rows))
-    final = {**objectives, **timing, "trial_status": "complete", "device": str(device)}
+    final = {**objectives, **certificate_metrics(rows), **timing, "trial_status": "complete", "device": str(device)}
     payload = {"seed_index": len(cfg.seeds), "rows": rows, "loop": None, "timing": timing, "done": True}
     with tempfile.TemporaryDirectory() as d:
         tune.report(final, checkpoint=_save(Path(d), payload, rows))
