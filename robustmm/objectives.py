@@ -136,7 +136,7 @@ def _check_attack(entry: ObjectiveEntry, value: Any) -> str:
         raise ConfigError(f"{where}: attack={value!r} is not an attack name; give e.g. attack: pgd")
     if value not in ATTACKS:
         raise UnknownNameError(f"{where}: {ATTACKS.unknown_message(value)}")
-    with_eps = sorted(n for n, e in ATTACKS.items() if "eps" in e.param_names)
+    with_eps = sorted(n for n, e in ATTACKS.items() if "eps" in e.param_names and n not in NOT_PERTURBATIONS)
     if value in NOT_PERTURBATIONS:
         hints = {"missing": "use missing_modality_accuracy", "clean": "use clean_accuracy"}
         hint = hints.get(value, "use certified_accuracy, mean_certified_radius or vulnerability_ratio")

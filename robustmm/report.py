@@ -111,7 +111,8 @@ class ReportFiles:
 
 
 THESIS_ORDER = ("dae", "vae", "mdae", "mvae", "cmdae", "cmvae", "cmdvae", "gmc", "gmcwd", "dgmc", "rgmc")
-"""Seed 000's order of its models (its Tables 5.1-5.5); `all` lists models in it."""
+"""Seed 000's order of its models (its Tables 5.1-5.5); `all` lists models in it, then seed 001's."""
+CRMT_ORDER = ("jt", "ojt", "crmt-jt", "crmt-at", "crmt-mix")
 
 
 def select_models(spec: str | Sequence[str]) -> list[str]:
@@ -119,7 +120,7 @@ def select_models(spec: str | Sequence[str]) -> list[str]:
     ['a', 'b'] -> those, in that order, each checked against the registry."""
     if isinstance(spec, str):
         if spec.strip() == "all":
-            known = [m for m in THESIS_ORDER if m in MODELS]
+            known = [m for m in (*THESIS_ORDER, *CRMT_ORDER) if m in MODELS]
             return known + [m for m in MODELS.names() if m not in known]
         spec = spec.split(",")
     names = [s.strip() for s in spec]

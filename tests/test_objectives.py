@@ -241,15 +241,19 @@ def test_registry_lists_every_objective_with_a_summary():
     assert OBJECTIVES.names() == sorted(
         [
             "auc",
+            "certified_accuracy",
             "clean_accuracy",
+            "mean_certified_radius",
             "mean_robust_accuracy",
             "missing_modality_accuracy",
+            "vulnerability_ratio",
             "worst_modality_accuracy",
             "worst_modality_auc",
         ]
     )
-    for _, entry in OBJECTIVES.items():
-        assert entry.mode == "max" and entry.summary and not entry.summary.startswith(entry.name)
+    for name, entry in OBJECTIVES.items():
+        assert entry.mode == ("min" if name == "vulnerability_ratio" else "max")
+        assert entry.summary and not entry.summary.startswith(entry.name)
     assert OBJECTIVES.get("auc").required == ("attack",)
     assert OBJECTIVES.get("missing_modality_accuracy").defaults == (("modality", None), ("reduce", "min"))
 

@@ -68,10 +68,14 @@ class RepresentationModel(nn.Module, ABC):
     def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
         """Latent of the given inputs, using only the `present` modalities (None: all)."""
 
-    def representation_epochs(self, epochs: int) -> int:
+    @classmethod
+    def stage_epochs(cls, options: ModelOptions, epochs: int) -> int:
         """How many epochs the representation stage runs when the run asks for `epochs` (CRMT:
         rounds × (step-1 + step-2 epochs)); most models run exactly `epochs`."""
         return epochs
+
+    def representation_epochs(self, epochs: int) -> int:
+        return type(self).stage_epochs(self.options, epochs)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Parameter groups of the representation-stage optimizer, each {'name', 'params'}; a model
@@ -198,6 +202,14 @@ def build_model(
     if entry.cls.own_head:
         return entry.cls(tuple(specs), opts, num_classes=num_classes)  # type: ignore[call-arg]
     return entry.cls(tuple(specs), opts)
+
+
+def reported_epochs(name: str, options: Mapping[str, Any], train_epochs: int, classifier_epochs: int) -> int:
+    """Epochs one run of `name` reports: its representation stage, plus the classifier stage
+    unless the model is its own classifier."""
+    cls = MODELS.get(name).cls
+    rep = cls.stage_epochs(make_options(cls, name, options), train_epochs)
+    return rep + (0 if cls.own_head else classifier_epochs)
 
 
 def model_defaults(name: str) -> dict[str, Any]:

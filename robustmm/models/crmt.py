@@ -314,9 +314,11 @@ class CRMT(OrthogonalJointTraining):
 
     # ------------------------------------------------------------------ schedule
 
-    def representation_epochs(self, epochs: int) -> int:
+    @classmethod
+    def stage_epochs(cls, options: ModelOptions, epochs: int) -> int:
         """`train.epochs` is step 1's epochs per round: rounds × (epochs + step2_epochs) in all."""
-        return self.options.rounds * (epochs + self.options.step2_epochs)
+        assert isinstance(options, CRMTOptions)
+        return options.rounds * (epochs + options.step2_epochs)
 
     def step_of(self, epoch: int, total: int) -> int:
         per_round = total // self.options.rounds

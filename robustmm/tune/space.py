@@ -35,6 +35,7 @@ import yaml
 
 from robustmm.config import RunConfig, from_dict, load_yaml, merge, set_path
 from robustmm.errors import ConfigError
+from robustmm.models.base import reported_epochs
 from robustmm.objectives import Objective, parse_objectives
 from robustmm.registry import did_you_mean
 
@@ -246,9 +247,12 @@ class SweepSpec:
             raise ConfigError(f"sampler {self.sampler!r}: bad option in {opts!r} ({e})") from None
 
     def trial_budget(self) -> int:
-        """How many epochs one trial reports (ASHA's max_t)."""
-        cfg = self.run_config()
-        return len(cfg.seeds) * (cfg.train.epochs + cfg.classifier.epochs)
+        """How many epochs one trial reports at most (ASHA's max_t), over the corners of the space
+        (a CRMT trial reports rounds × (step-1 + step-2) epochs and no classifier stage)."""
+        per_seed = [
+            reported_epochs(c.model, c.model_options, c.train.epochs, c.classifier.epochs) for c in corner_configs(self)
+        ]
+        return len(self.run_config().seeds) * max(per_seed)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dict(self.raw), sort_keys=False)
@@ -369,7 +373,8 @@ def corner_configs(spec: SweepSpec) -> list[RunConfig]:
     the data are known) finds a bad model option."""
     out = [spec.run_config()]
     for p in spec.params:
-        out += [spec.run_config({p.key: v}) for v in p.corners()]
+        condition = {k: values[0] for k, values in p.when}  # a conditional parameter with its condition met
+        out += [spec.run_config({**condition, p.key: v}) for v in p.corners()]
     return out
 
 
