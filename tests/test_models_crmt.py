@@ -191,13 +191,10 @@ def test_orthonormal_rows_at_init_and_after_training(name):
     assert isinstance(model.a, nn.Parameter) and not torch.equal(model.a.detach(), a_before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: weight decay on the householder `original` of parametrizations.orthogonal moves its "
-    "diagonal off ±1, whose .int() then zeroes W (W Wᵀ = 0)",
-)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_orthonormal_rows_survive_weight_decay(optimizer):
+    """The default (householder) map for non-square weights rounds its parameter's diagonal to a
+    sign; weight decay pulling it below 1 zeroed W. The heads use the matrix_exp map."""
     torch.manual_seed(0)
     data = dataset((U, V), n=32)
     model = build_model("ojt", (U, V), {"latent_dim": 5}, num_classes=K)
@@ -244,14 +241,16 @@ def test_lipschitz_is_exact_for_linear_encoders(name):
 
 
 def _independent_tau(model, split: Split, n: int) -> torch.Tensor:
-    """max over samples of ‖∇_{x_i} s_k^(m)(x_i)‖₂, one sample and one full Jacobian at a time."""
+    """max over samples of ‖∇_{x_i} s_k^(m)(x_i)‖₂ from each sample's own full Jacobian (K×d)."""
     tau = torch.zeros(len(model.names), model.num_classes)
     for m, name in enumerate(model.names):
-        f = lambda xi, name=name: model.heads[name](model.encoders[name](xi.unsqueeze(0)))[0]  # noqa: E731
-        for i in range(n):
-            jac = torch.autograd.functional.jacobian(f, split.inputs[name][i])  # K × d
-            tau[m] = torch.maximum(tau[m], jac.flatten(1).norm(dim=1))
-    return tau
+
+        def f(xi, name=name):
+            return model.heads[name](model.encoders[name](xi.unsqueeze(0)))[0]
+
+        jac = torch.func.vmap(torch.func.jacrev(f))(split.inputs[name][:n])  # n × K × d
+        tau[m] = jac.flatten(2).norm(dim=2).max(0).values
+    return tau.detach()
 
 
 def test_lipschitz_per_class_gradients_do_not_accumulate():
@@ -353,8 +352,8 @@ def test_certified_radius_holds_against_l2_pgd_on_linear_encoders(targets):
     ranges = {s.name: s.value_range for s in model.specs}
     pgd = ATTACKS.get("pgd_l2").fn
     eps = 0.99 * rs
-    adv = pgd(chain, xs, ys, targets, ranges, rng=torch.Generator().manual_seed(0), eps=eps, alpha=2.5 * eps / 40,
-              steps=40, restarts=2, random_start=True)  # fmt: skip
+    adv = pgd(chain, xs, ys, targets, ranges, rng=torch.Generator().manual_seed(0), eps=eps, alpha=2.5 * eps / 25,
+              steps=25, restarts=2, random_start=True)  # fmt: skip
     delta = torch.cat([(adv[n] - xs[n]).flatten(1) for n in model.names], 1).norm(dim=1)
     assert (delta <= eps * (1 + 1e-4)).all()
     for n in model.names:
@@ -364,8 +363,8 @@ def test_certified_radius_holds_against_l2_pgd_on_linear_encoders(targets):
         assert torch.equal(chain(adv).argmax(1), ys), "a prediction flipped inside the certified radius"
     # the bound is not vacuous: at twice the radius L2-PGD flips most samples (linear model)
     eps = 2.0 * rs
-    adv = pgd(chain, xs, ys, targets, ranges, rng=torch.Generator().manual_seed(0), eps=eps, alpha=2.5 * eps / 20,
-              steps=20, restarts=1, random_start=True)  # fmt: skip
+    adv = pgd(chain, xs, ys, targets, ranges, rng=torch.Generator().manual_seed(0), eps=eps, alpha=2.5 * eps / 15,
+              steps=15, restarts=1, random_start=True)  # fmt: skip
     with torch.no_grad():
         assert float((chain(adv).argmax(1) != ys).float().mean()) > 0.5
 
@@ -401,7 +400,7 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 def test_step2_trains_only_a_and_freezes_batchnorm(optimizer):
     torch.manual_seed(0)
     specs = (SOUND, U)
-    data = dataset(specs, n=64)
+    data = dataset(specs, n=32)
     model = build_model("crmt-jt", specs, {"latent_dim": 4, "step2_epochs": 2}, num_classes=K)
     bns = bn_modules(model)
     assert len(bns) == 3

@@ -196,7 +196,9 @@ class LateFusion(RepresentationModel):
         heads = {}
         for s in specs:
             head = nn.Linear(o.latent_dim, k, bias=False)
-            heads[s.name] = parametrizations.orthogonal(head) if self.orthogonal else head
+            # matrix_exp, not the default householder map for non-square weights: the latter rounds the
+            # diagonal of its parameter to a sign, and weight decay pulling it below 1 zeroes W
+            heads[s.name] = parametrizations.orthogonal(head, orthogonal_map="matrix_exp") if self.orthogonal else head
         self.heads = nn.ModuleDict(heads)
         self.bias = nn.Parameter(torch.zeros(k))
         a = torch.full((len(specs), k), float(getattr(o, "a_init", 1.0)))
