@@ -2,8 +2,9 @@
 
 Kinetics-Sounds cannot be downloaded here, so this stands in for its audio/visual embeddings:
 two feature vectors per sample with a MODALITY PREFERENCE, the situation CRMT is about. "audio"
-(64-d) carries most of the class signal and is the modality a jointly trained model leans on;
-"visual" (256-d) is weaker per dimension. Each class has a random prototype per modality; a
+(8-d, strong prototypes) carries most of the class signal in few dimensions, so its classes lie
+close together in L2 after scaling: the preferred but vulnerable modality; "visual" (256-d, weak
+per dimension, a fifth of its samples showing a wrong class) is less reliable but spread out. Each class has a random prototype per modality; a
 sample is its class prototype times a signal scale plus isotropic Gaussian noise, and a share of
 samples carries a wrong-class visual prototype (visual is unreliable for them), and another share
 is ambiguous: both modalities show another class than the label, so no model gets them right
@@ -41,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--n-train", type=int, default=6000)
     p.add_argument("--n-test", type=int, default=1000)
-    p.add_argument("--audio-dim", type=int, default=64)
+    p.add_argument("--audio-dim", type=int, default=8)
     p.add_argument("--visual-dim", type=int, default=256)
-    p.add_argument("--audio-signal", type=float, default=0.45, help="prototype scale of audio (noise std 1)")
-    p.add_argument("--visual-signal", type=float, default=0.25, help="prototype scale of visual")
-    p.add_argument("--visual-confusion", type=float, default=0.3, help="share of samples with a wrong visual class")
+    p.add_argument("--audio-signal", type=float, default=3.0, help="prototype scale of audio (noise std 1)")
+    p.add_argument("--visual-signal", type=float, default=0.5, help="prototype scale of visual")
+    p.add_argument("--visual-confusion", type=float, default=0.2, help="share of samples with a wrong visual class")
     p.add_argument("--ambiguous", type=float, default=0.25, help="share of samples showing another class")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

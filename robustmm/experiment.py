@@ -82,7 +82,8 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         hooks.on_epoch(seed, stage, epoch, metrics)
 
-    staged = _staged(hooks, seed, cfg, on_epoch, model.reference_request())
+    stages = (model.representation_epochs(cfg.train.epochs), 0 if model.own_head else cfg.classifier.epochs)
+    staged = _staged(hooks, seed, cfg, on_epoch, model.reference_request(), stages)
     pipe = train_pipeline(model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=staged)
     start = time.perf_counter()
     rows = evaluate_pipeline(
@@ -108,25 +109,33 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
 
 
 def _staged(
-    hooks: Hooks, seed: int, cfg: RunConfig, on_epoch: EpochCallback, reference: ReferenceRequest | None
+    hooks: Hooks,
+    seed: int,
+    cfg: RunConfig,
+    on_epoch: EpochCallback,
+    reference: ReferenceRequest | None,
+    stages: tuple[int, int],
 ) -> EpochCallback:
     """Announce each stage when its first epoch is in, and the classifier stage when the
-    representation stage's last epoch is in (a model's reference pipeline trains first)."""
-    totals = {"representation": cfg.train.epochs, "classifier": cfg.classifier.epochs}
+    representation stage's last epoch is in (a model's reference pipeline trains first).
+    `stages`: the model's (representation, classifier) epochs — an own-head model has no
+    classifier stage, and CRMT's representation stage is rounds × (step 1 + step 2)."""
+    rep_epochs, classifier_epochs = stages
+    totals = {"representation": rep_epochs, "classifier": classifier_epochs}
     if reference is not None:
         totals["reference"], totals["reference-classifier"] = reference_epochs(reference, cfg.train, cfg.classifier)
         current = ["reference"]
     else:
-        current = ["classifier" if cfg.train.epochs == 0 else "representation"]
+        current = ["classifier" if rep_epochs == 0 else "representation"]
 
     def cb(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         if stage != current[0]:
             current[0] = stage
             hooks.on_stage(seed, stage, totals.get(stage, 0))
         on_epoch(stage, epoch, metrics)
-        if stage == "representation" and epoch == cfg.train.epochs:
+        if stage == "representation" and epoch == rep_epochs and classifier_epochs > 0:
             current[0] = "classifier"
-            hooks.on_stage(seed, "classifier", cfg.classifier.epochs)
+            hooks.on_stage(seed, "classifier", classifier_epochs)
 
     hooks.on_stage(seed, current[0], totals[current[0]])
     return cb

@@ -220,7 +220,12 @@ def test_model_options_go_to_the_models_that_have_them(tmp_path):
         R.plan_report({}, "gmc", ["model.noise_sigma=0.3"], tmp_path)
     everything = [r.model for r in R.plan_report({}, "all", [], tmp_path).runs]
     assert sorted(everything) == MODELS.names()
-    assert everything[:2] == ["dae", "vae"] and everything[7:11] == ["gmc", "gmcwd", "dgmc", "rgmc"]  # the thesis' order
+    assert everything[:2] == ["dae", "vae"] and everything[7:11] == [
+        "gmc",
+        "gmcwd",
+        "dgmc",
+        "rgmc",
+    ]  # the thesis' order
     assert everything[11:] == ["jt", "ojt", "crmt-jt", "crmt-at", "crmt-mix"]  # then seed 001's
     assert R.plan_report({}, "gmc", [], tmp_path).seeds == tuple(range(10))
 

@@ -45,7 +45,11 @@ def test_registry_entries_describe_themselves():
         assert entry.name == name and entry.summary and "\n" not in entry.summary
         assert entry.norm in ("linf", "l2", "none")
     assert ATTACKS.get("missing").drops_targets and not ATTACKS.get("pgd").drops_targets
-    assert ATTACKS.get("certified").certifies and not ATTACKS.get("pgd").certifies and not ATTACKS.get("certified").uses_grad
+    assert (
+        ATTACKS.get("certified").certifies
+        and not ATTACKS.get("pgd").certifies
+        and not ATTACKS.get("certified").uses_grad
+    )
     assert ATTACKS.get("missing").present(("image",), ("image", "vector")) == ("vector",)
     assert ATTACKS.get("pgd").present(("image",), ("image", "vector")) is None
 
