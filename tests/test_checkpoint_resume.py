@@ -91,3 +91,32 @@ def test_classifier_state_carries_the_frozen_representation(toy):
     assert clf_state.frozen is not None and clf_state.finished["representation"]
     for k, v in rep_final.module.items():
         assert torch.equal(clf_state.frozen[k], v)
+
+
+CRMT = {"latent_dim": 16, "step2_epochs": 2, "rounds": 2, "lipschitz_samples": 64}
+
+
+@pytest.mark.parametrize("name", ["crmt-at", "crmt-mix"])
+@pytest.mark.parametrize("at", [2, 3, 5])  # end of round 1's step 1, inside its step 2, inside round 2
+def test_crmt_resumes_mid_schedule_bit_for_bit(toy, name, at):
+    """CRMT's steps follow the epoch number, its τ̃ ride in the weights, a's learning rate and
+    momentum in the optimizer state, AT's random starts come from per-(epoch, step) seeds and
+    mixup's draws from the saved global RNG: a resumed run ends exactly like an uninterrupted one."""
+
+    def train(resume=None, saved=None):
+        seed_everything(3)
+        model = build_model(name, toy.modalities, CRMT, num_classes=10)
+        ckpt = Checkpointing(every=1, save=lambda s: saved.append(_round_trip(s)) if saved is not None else None)
+        ckpt.resume = resume
+        return train_pipeline(model, toy, OptimConfig(epochs=1, batch_size=64), CLF, seed=3, checkpointing=ckpt)
+
+    saved: list[LoopState] = []
+    whole = train(saved=saved)
+    assert [s.epoch for s in saved] == [1, 2, 3, 4, 5, 6] and {s.stage for s in saved} == {"representation"}
+    torch.manual_seed(1234)
+    resumed = train(resume=next(s for s in saved if s.epoch == at))
+    for a, b in zip(_params(whole), _params(resumed), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(whole.model.tau, resumed.model.tau)
+    strip = lambda hs: [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in hs]  # noqa: E731
+    assert strip(whole.history["representation"]) == strip(resumed.history["representation"])

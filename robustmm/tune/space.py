@@ -25,6 +25,7 @@ sampled only when their condition holds (and take the run config's value otherwi
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,12 +248,18 @@ class SweepSpec:
             raise ConfigError(f"sampler {self.sampler!r}: bad option in {opts!r} ({e})") from None
 
     def trial_budget(self) -> int:
-        """How many epochs one trial reports at most (ASHA's max_t), over the corners of the space
-        (a CRMT trial reports rounds × (step-1 + step-2) epochs and no classifier stage)."""
-        per_seed = [
-            reported_epochs(c.model, c.model_options, c.train.epochs, c.classifier.epochs) for c in corner_configs(self)
-        ]
-        return len(self.run_config().seeds) * max(per_seed)
+        """How many epochs one trial reports at most (ASHA's max_t, which stops a trial there): the
+        maximum over every combination of the parameters' ends and choices, since epoch counts can
+        multiply (a CRMT trial reports rounds × (step-1 + step-2) epochs and no classifier stage)."""
+        best = 0
+        for combo in itertools.islice(itertools.product(*(p.corners() for p in self.params)), 100_000):
+            chosen: dict[str, Any] = {}
+            for p, v in zip(self.params, combo, strict=True):
+                if p.active(chosen):
+                    chosen[p.key] = v
+            c = self.run_config(chosen)
+            best = max(best, reported_epochs(c.model, c.model_options, c.train.epochs, c.classifier.epochs))
+        return len(self.run_config().seeds) * best
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dict(self.raw), sort_keys=False)

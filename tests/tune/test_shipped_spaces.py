@@ -8,7 +8,7 @@ import pytest
 
 from robustmm.experiment import prepare
 from robustmm.tune.runner import _epoch_metrics, check_sweep
-from robustmm.tune.space import load_sweep
+from robustmm.tune.space import corner_configs, load_sweep
 
 from sweep_helpers import REPO
 
@@ -17,7 +17,7 @@ SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
 
 def test_the_zoo_sweeps_are_shipped():
     names = {p.stem for p in SPACES}
-    assert {"gmcwd_weights", "rgmc_settings", "dgmc_weights"} <= names
+    assert {"gmcwd_weights", "rgmc_settings", "dgmc_weights", "crmt_settings"} <= names
     for name in names:
         assert (REPO / "sweeps" / f"{name}.py").is_file(), f"sweeps/{name}.py is missing"
 
@@ -36,3 +36,17 @@ def test_rgmc_space_searches_the_thesis_knobs():
     keys = [p.key for p in spec.params]
     assert {"model.odd_weight", "model.fgsm_eps", "model.clean_prob", "model.two_phase"} <= set(keys)
     assert spec.keys == ["clean_accuracy", "worst_modality_accuracy"]
+
+
+def test_crmt_space_searches_the_papers_knobs_and_budgets_its_epochs():
+    spec = load_sweep(REPO / "search_spaces" / "crmt_settings.yaml")
+    keys = {p.key for p in spec.params}
+    assert {"model.rho", "model.step2_lr_scale", "model.step2_epochs", "model.rounds"} <= keys
+    assert {"model.at_eps", "model.mix_alpha", "model.name"} <= keys
+    assert spec.keys == ["clean_accuracy", "worst_modality_accuracy_pgd_l2"]
+    # a trial reports rounds × (step 1 + step 2) epochs and no classifier stage: 2 × (5 + 4) at most
+    assert spec.trial_budget() == 18
+    # the conditional options are checked with their condition met (crmt-at for at_eps)
+    corners = corner_configs(spec)
+    assert any(c.model == "crmt-at" and "at_eps" in c.model_options for c in corners)
+    assert not any(c.model != "crmt-mix" and "mix_alpha" in c.model_options for c in corners)
