@@ -4,7 +4,8 @@ Kinetics-Sounds cannot be downloaded here, so this stands in for its audio/visua
 two feature vectors per sample with a MODALITY PREFERENCE, the situation CRMT is about. "audio"
 (8-d, strong prototypes) carries most of the class signal in few dimensions, so its classes lie
 close together in L2 after scaling: the preferred but vulnerable modality; "visual" (256-d, weak
-per dimension, a fifth of its samples showing a wrong class) is less reliable but spread out. Each class has a random prototype per modality; a
+per dimension, a fifth of its samples showing a wrong class) is less reliable but spread out.
+Each class has a random prototype per modality; a
 sample is its class prototype times a signal scale plus isotropic Gaussian noise, and a share of
 samples carries a wrong-class visual prototype (visual is unreliable for them), and another share
 is ambiguous: both modalities show another class than the label, so no model gets them right

@@ -110,9 +110,22 @@ def test_runner_up_is_the_best_other_class():
     assert runner_up(logits, torch.tensor([0, 2, 0])).tolist() == [2, 0, 1]
 
 
+def test_margin_floor_bounds_the_regulariser_below():
+    """Without a floor L1 → −∞ as the margins grow (step 1 diverges by inflating φ); with the
+    public code's 1e-5 inside the log each sample's term is log(Σ exp(·) + 1e-5) ≥ log 1e-5."""
+    labels = torch.tensor([0, 1])
+    scores = torch.tensor([[[2.0, 0.5, -1.0], [1.0, 0.0, 0.3]], [[0.1, 0.2, 0.0], [1.0, 2.0, 0.5]]])
+    plain = margin_regulariser(scores, labels)
+    floored = margin_regulariser(scores, labels, 1e-5)
+    assert torch.allclose(floored, torch.log(plain.exp() + 1e-5))
+    huge = margin_regulariser(1e4 * scores, labels, 1e-5)
+    assert torch.allclose(huge, torch.full_like(huge, math.log(1e-5)))
+    assert (margin_regulariser(1e4 * scores, labels) <= -1000).all()
+
+
 def test_crmt_jt_step1_loss_is_ce_plus_rho_margin():
     torch.manual_seed(0)
-    model = build_model("crmt-jt", (U, V), {"latent_dim": 8, "rho": 0.7}, num_classes=K)
+    model = build_model("crmt-jt", (U, V), {"latent_dim": 8, "rho": 0.7, "margin_floor": 0.0}, num_classes=K)
     with torch.no_grad():
         model.a.copy_(torch.rand(2, K) + 0.2)
         model.bias.copy_(torch.tensor([0.3, -0.2, 0.1]))
@@ -504,7 +517,8 @@ def test_crmt_at_requests_joint_l2_pgd_in_step1_only():
 
 def test_crmt_mix_loss_mixes_ce_and_margin_with_the_same_lambda_and_permutation():
     torch.manual_seed(0)
-    model = build_model("crmt-mix", (U, V), {"latent_dim": 4, "mix_alpha": 0.4, "rho": 1.5}, num_classes=K)
+    options = {"latent_dim": 4, "mix_alpha": 0.4, "rho": 1.5, "margin_floor": 0.0}
+    model = build_model("crmt-mix", (U, V), options, num_classes=K)
     batch = batch_of(blobs((U, V), 10))
     model.train()
     torch.manual_seed(123)

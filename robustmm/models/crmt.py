@@ -11,11 +11,14 @@ per-modality encoders φ^(m), per-modality class scores s^(m) = W^(m) φ^(m)(x_m
   torch.nn.utils.parametrizations.orthogonal, so it holds at every step; the public CRMT code only
   centred and normalised each row, which leaves the rows non-orthogonal) and trainable per-class
   integration weights a^(m) ∈ R^K, with CE.
-- `crmt-jt`: step 1 minimises CE + ρ·L1 (eq. 12), L1 = mean_i log Σ_m Σ_{k≠y} exp(s_k^(m) − s_y^(m)),
-  computed with logsumexp. Then the Lipschitz estimates τ̃_k^(m) = max over training samples of
-  ‖∇_{x_m} s_k^(m)‖₂ (eq. 9) are taken, and step 2 trains `a` alone (W̃, φ, b frozen, BatchNorm in
-  eval mode; the public code left it in train mode) to maximise the mean certified bound r(x) of
-  eq. 10 with j the runner-up class. `rounds` repeats step 1 + step 2.
+- `crmt-jt`: step 1 minimises CE + ρ·L1 (eq. 12),
+  L1 = mean_i log Σ_m Σ_{k≠y} exp(s_k^(m) − s_y^(m)), computed with logsumexp, plus
+  `margin_floor` (1e-5, as the public code) inside the log: without it L1 is unbounded below —
+  scaling φ up drives it to −∞ and step 1 diverges (seen on the npz benchmark) — with it each
+  sample's term stops at log(1e-5). Then the Lipschitz estimates τ̃_k^(m) = max over training
+  samples of ‖∇_{x_m} s_k^(m)‖₂ (eq. 9) are taken, and step 2 trains `a` alone (W̃, φ, b frozen,
+  BatchNorm in eval mode; the public code left it in train mode) to maximise the mean certified
+  bound r(x) of eq. 10 with j the runner-up class. `rounds` repeats step 1 + step 2.
 - `crmt-at`: step 1 on joint L2-PGD examples (the evaluator's pgd_l2: a true L2 projection over
   the concatenation of the modalities; the public code clamped coordinate-wise like L∞).
 - `crmt-mix`: step 1 on mixup batches (λ ~ Beta(α, α), one permutation for all modalities), CE and
@@ -85,6 +88,7 @@ class OrthogonalOptions(LateFusionOptions):
 @dataclass(frozen=True)
 class CRMTOptions(OrthogonalOptions):
     rho: float = 2.0
+    margin_floor: float = 1e-5  # L1 = log(Σ exp(·) + floor), as the public code: bounded below
     rounds: int = 1
     step2_epochs: int = 3
     step2_lr_scale: float = 0.03
@@ -94,6 +98,8 @@ class CRMTOptions(OrthogonalOptions):
         super().check(specs)
         if self.rho < 0:
             raise ConfigError(f"model.rho must be ≥ 0, got {self.rho}")
+        if self.margin_floor < 0:
+            raise ConfigError(f"model.margin_floor must be ≥ 0, got {self.margin_floor}")
         if self.rounds < 1:
             raise ConfigError(f"model.rounds must be ≥ 1, got {self.rounds}")
         if self.step2_epochs < 0:
@@ -139,11 +145,13 @@ class LinearEncoder(nn.Module):
         return self.proj(x.flatten(1))
 
 
-def margin_regulariser(scores: Tensor, labels: Tensor) -> Tensor:
-    """Eq. 12 per sample: log Σ_m Σ_{k≠y} exp(s_k^(m) − s_y^(m)), scores of shape N×M×K."""
+def margin_regulariser(scores: Tensor, labels: Tensor, floor: float = 0.0) -> Tensor:
+    """Eq. 12 per sample: log(Σ_m Σ_{k≠y} exp(s_k^(m) − s_y^(m)) + floor), scores N×M×K, computed
+    with logsumexp. `floor` > 0 bounds it below by log(floor)."""
     diff = scores - scores.gather(2, labels.view(-1, 1, 1).expand(-1, scores.shape[1], 1))
     own = F.one_hot(labels, scores.shape[2]).bool().unsqueeze(1).expand_as(diff)
-    return diff.masked_fill(own, float("-inf")).flatten(1).logsumexp(1)
+    value = diff.masked_fill(own, float("-inf")).flatten(1).logsumexp(1)
+    return torch.logaddexp(value, torch.tensor(math.log(floor), dtype=value.dtype)) if floor > 0 else value
 
 
 def runner_up(logits: Tensor, labels: Tensor) -> Tensor:
@@ -382,10 +390,11 @@ class CRMT(OrthogonalJointTraining):
         logits = self.fuse(scores)
         stacked = torch.stack([scores[n] for n in self.names], 1)
         ce = F.cross_entropy(logits, y)
-        margin = margin_regulariser(stacked, y).mean()
+        floor = self.options.margin_floor
+        margin = margin_regulariser(stacked, y, floor).mean()
         if y2 is not None:
             ce = lam * ce + (1 - lam) * F.cross_entropy(logits, y2)
-            margin = lam * margin + (1 - lam) * margin_regulariser(stacked, y2).mean()
+            margin = lam * margin + (1 - lam) * margin_regulariser(stacked, y2, floor).mean()
         loss = ce + self.options.rho * margin
         return loss, {
             "step": 1.0,
