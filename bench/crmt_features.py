@@ -2,8 +2,8 @@
 
 Kinetics-Sounds cannot be downloaded here, so this stands in for its audio/visual embeddings:
 two feature vectors per sample with a MODALITY PREFERENCE, the situation CRMT is about. "audio"
-(8-d, strong prototypes) carries most of the class signal in few dimensions, so its classes lie
-close together in L2 after scaling: the preferred but vulnerable modality; "visual" (256-d, weak
+(32-d, strong prototypes) carries most of the class signal in few dimensions, so its classes lie
+close together in L2 after scaling: the preferred but vulnerable modality; "visual" (512-d, weak
 per dimension, a fifth of its samples showing a wrong class) is less reliable but spread out.
 Each class has a random prototype per modality; a
 sample is its class prototype times a signal scale plus isotropic Gaussian noise, and a share of
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--n-train", type=int, default=6000)
     p.add_argument("--n-test", type=int, default=1000)
-    p.add_argument("--audio-dim", type=int, default=8)
-    p.add_argument("--visual-dim", type=int, default=256)
+    p.add_argument("--audio-dim", type=int, default=32)
+    p.add_argument("--visual-dim", type=int, default=512)
     p.add_argument("--audio-signal", type=float, default=3.0, help="prototype scale of audio (noise std 1)")
     p.add_argument("--visual-signal", type=float, default=0.5, help="prototype scale of visual")
     p.add_argument("--visual-confusion", type=float, default=0.2, help="share of samples with a wrong visual class")

@@ -25,11 +25,9 @@ from robustmm.train import seed_everything, train_pipeline
 NAMES = ("image", "trajectory")
 
 
-@pytest.fixture(scope="module")
-def trained():
-    from conftest import toy_dataset
-
-    ds = toy_dataset(n_train=160, n_test=48)
+@pytest.fixture
+def trained(toy):
+    ds = MultimodalDataset("toy", toy.modalities, 10, toy.train.subset(slice(0, 160)), toy.test.subset(slice(0, 48)))
     seed_everything(0)
     model = build_model("crmt-jt", ds.modalities, {"latent_dim": 16, "step2_epochs": 1}, num_classes=10)
     pipe = train_pipeline(model, ds, OptimConfig(epochs=2, batch_size=32), OptimConfig(epochs=7), seed=0)

@@ -18,7 +18,7 @@ def test_one_trial_per_model(ray_session, tmp_path):
     names = MODELS.names()
     raw = tiny_sweep(
         run={
-            "model": {"name": "gmc", "latent_dim": 8},
+            "model": {"name": "gmc", "latent_dim": 12},
             "dataset": {"n_train": 200, "n_test": 50},
             "train": {"epochs": 1},
             "classifier": {"epochs": 1},
@@ -33,7 +33,7 @@ def test_one_trial_per_model(ray_session, tmp_path):
         sampler={"name": "grid", "seed": 0},
         budget={"num_samples": len(names), "max_concurrent": 2},
     )
-    raw["run"]["model"] = {"name": "gmc", "latent_dim": 8}  # model options every model has
+    raw["run"]["model"] = {"name": "gmc", "latent_dim": 12}  # every model has it; orthonormal heads need ≥ 10
     result = run_sweep(parse_sweep(raw), tmp_path / "sweep", say=lambda text: None)
     trials = result.trials
     assert sorted(trials["param.model.name"]) == names
