@@ -176,3 +176,14 @@ def test_unknown_dataset_independent_num_classes(toy):
     three = MultimodalDataset("t3", toy.modalities, 3, toy.train, toy.test)
     model = build_model("ojt", three.modalities, {"latent_dim": 4}, num_classes=three.num_classes)
     assert model.encode({k: v[:2] for k, v in toy.test.inputs.items()}).shape == (2, 3)
+
+
+def test_the_shipped_crmt_config_builds(toy):
+    from pathlib import Path
+
+    from robustmm.config import load_yaml
+
+    cfg = from_dict(load_yaml(Path(__file__).parents[1] / "configs" / "crmt.yaml"))
+    assert cfg.model == "crmt-jt" and cfg.train.optimizer == "sgd" and cfg.eval.grid == "crmt"
+    model = build_model(cfg.model, toy.modalities, cfg.model_options, num_classes=10)
+    assert model.representation_epochs(cfg.train.epochs) == 133

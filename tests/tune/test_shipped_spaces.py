@@ -50,3 +50,15 @@ def test_crmt_space_searches_the_papers_knobs_and_budgets_its_epochs():
     corners = corner_configs(spec)
     assert any(c.model == "crmt-at" and "at_eps" in c.model_options for c in corners)
     assert not any(c.model != "crmt-mix" and "mix_alpha" in c.model_options for c in corners)
+
+
+def test_crmt_space_takes_certified_accuracy_as_a_third_objective():
+    import yaml
+
+    from robustmm.tune.space import apply_smoke, parse_sweep
+
+    raw = yaml.safe_load((REPO / "search_spaces" / "crmt_settings.yaml").read_text())
+    raw["objectives"].append({"name": "certified_accuracy", "radius": 0.25})
+    spec = parse_sweep(apply_smoke(raw))
+    check_sweep(spec)
+    assert spec.keys[-1] == "certified_accuracy_0.25"
