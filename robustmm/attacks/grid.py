@@ -101,8 +101,9 @@ CRMT_RADII = (0.1, 0.25, 0.5, 1.0)
 
 @GRIDS.register("crmt")
 def crmt(modality_names: tuple[str, ...]) -> list[Cell]:
-    """CRMT's Tables 1-2: FGM, L2-PGD (K=10) jointly at eps=0.5, per modality at 1.0; missing;
-    certified accuracy at L2 radii 0.1-1 (joint and per modality) — for certifying models only."""
+    """CRMT's Tables 1-2: FGM, L2-PGD (K=10) joint eps=0.5, per modality 1.0; missing; certified radii.
+
+    Certified accuracy at L2 radii 0.1-1 (joint and per modality) needs a certifying model."""
     cells = [make_cell("clean"), *_missing(modality_names)]
     groups = [(tuple(modality_names), 0.5)] if len(modality_names) > 1 else []
     groups += [((m,), 1.0) for m in modality_names]
