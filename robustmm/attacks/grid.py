@@ -235,10 +235,8 @@ def _run_group(
     with torch.no_grad():
         logits = chain(adv, present=entry.present(targets, tuple(inputs)))
         ok = logits.argmax(1) == y
-        if entry.certifies:
-            radius = chain.certified_radius(adv, y, targets)  # type: ignore[attr-defined]
-            eps = params["eps"]
-            ok = ok & (radius >= (eps if isinstance(eps, Tensor) else torch.full_like(radius, float(eps))))
+        if entry.certifies:  # eps: one radius, or one per sample of the replicated group
+            ok &= chain.certified_radius(adv, y, targets) >= params["eps"]  # type: ignore[attr-defined]
         return ok.view(g, n).sum(1).tolist()
 
 
@@ -286,8 +284,8 @@ def evaluate_grid(
             check_ranges(cell.targets, ranges)
     if certificate_cells(cells) and not getattr(chain, "certifies", False):
         raise ConfigError(
-            "the grid has certified cells but this model gives no certified radius; only the CRMT family "
-            "(jt, ojt, crmt-jt, crmt-at, crmt-mix) does — drop the certified cells or use grid l2"
+            "the grid has certified cells but this chain gives no certified radius (chain.certifies is false); "
+            "drop the certified cells (experiment.model_cells does) or use grid l2"
         )
     chunk_size = max(1, min(batch_size, n_total))
     groups = _groups(cells, batched, max(1, max_rows // chunk_size))

@@ -159,15 +159,9 @@ def runner_up(logits: Tensor, labels: Tensor) -> Tensor:
     return logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).argmax(1)
 
 
-def bound_matrix(
-    logits: Tensor, labels: Tensor, a: Tensor, tau: Tensor, rows: list[int] | None = None
-) -> tuple[Tensor, Tensor]:
-    """Eq. 10 for every j at once: (numerator N×K, per-modality Lipschitz terms N×M×K).
-
-    numerator_j = h_y − h_j, term_{m,j} = |a_y^(m)| τ̃_y^(m) + |a_j^(m)| τ̃_j^(m); `rows` keeps only
-    those modalities (a perturbation of a subset)."""
-    if rows is not None:
-        a, tau = a[rows], tau[rows]
+def bound_matrix(logits: Tensor, labels: Tensor, a: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+    """Eq. 10 for every j at once: (numerator N×K, per-modality Lipschitz terms N×M×K) with
+    numerator_j = h_y − h_j and term_{m,j} = |a_y^(m)| τ̃_y^(m) + |a_j^(m)| τ̃_j^(m)."""
     numer = logits.gather(1, labels.view(-1, 1)) - logits
     lip = a.abs() * tau  # M×K
     terms = lip[:, labels].t().unsqueeze(2) + lip.unsqueeze(0)  # (N×M×1) + (1×M×K)
@@ -227,8 +221,10 @@ class LateFusion(RepresentationModel):
         """s^(m) = W^(m) φ^(m)(x_m), N×K, for the present modalities."""
         return {n: self.heads[n](self.encoders[n](inputs[n])) for n in self.present_names(present)}
 
-    def fuse(self, scores: dict[str, Tensor]) -> Tensor:
-        return sum(self.a[self.names.index(n)] * s for n, s in scores.items()) + self.bias  # type: ignore[return-value]
+    def fuse(self, scores: dict[str, Tensor], bias: Tensor | None = None) -> Tensor:
+        """h = Σ_m a^(m) ⊙ s^(m) + b over the given modalities (`bias`: another b, e.g. a detached one)."""
+        b = self.bias if bias is None else bias
+        return sum(self.a[self.names.index(n)] * s for n, s in scores.items()) + b  # type: ignore[return-value]
 
     def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
         """Class logits h(x) (the model's own head), from the present modalities only."""
@@ -273,25 +269,34 @@ class LateFusion(RepresentationModel):
     # ------------------------------------------------------------------ certificate
 
     @torch.no_grad()
-    def certified_radius(self, inputs: dict[str, Tensor], labels: Tensor, targets: tuple[str, ...]) -> Tensor:
-        """r_S(x) per sample for a perturbation of `targets` (module docstring); 0 if misclassified."""
-        logits = self.encode(inputs)
-        rows = [self.names.index(t) for t in targets]
-        numer, terms = bound_matrix(logits, labels, self.a, self.tau, rows)
-        denom = terms.pow(2).sum(1).sqrt()
-        ratio = numer / denom.clamp_min(1e-12)
-        ratio = ratio.masked_fill(F.one_hot(labels, self.num_classes).bool(), float("inf"))
-        radius = ratio.min(1).values
-        correct = logits.argmax(1) == labels
-        return torch.where(correct, radius.clamp_min(0.0), torch.zeros_like(radius))
+    def certify(
+        self, inputs: dict[str, Tensor], labels: Tensor, groups: list[tuple[str, ...]]
+    ) -> tuple[dict[tuple[str, ...], Tensor], Tensor]:
+        """One forward pass: r_S(x) per sample for each modality group S (module docstring), and
+        η^(m) per sample (N×M: |a_y| τ̃_y + |a_j| τ̃_j, j the runner-up class).
 
-    @torch.no_grad()
-    def vulnerability(self, inputs: dict[str, Tensor], labels: Tensor) -> Tensor:
-        """η^(m) per sample, N×M: |a_y| τ̃_y + |a_j| τ̃_j per modality, j the runner-up class."""
+        A misclassified sample's radius is 0: the predicted class j has h_y − h_j ≤ 0, so the
+        minimum over j is ≤ 0 and is clamped there."""
         logits = self.encode(inputs)
-        _, terms = bound_matrix(logits, labels, self.a, self.tau)
+        numer, terms = bound_matrix(logits, labels, self.a, self.tau)
+        own = F.one_hot(labels, self.num_classes).bool()
+        radii = {}
+        for group in groups:
+            rows = [self.names.index(t) for t in group]
+            denom = terms[:, rows].pow(2).sum(1).sqrt()
+            ratio = (numer / denom.clamp_min(1e-12)).masked_fill(own, float("inf"))
+            radii[group] = ratio.min(1).values.clamp_min(0.0)
         j = runner_up(logits, labels)
-        return terms.gather(2, j.view(-1, 1, 1).expand(-1, terms.shape[1], 1)).squeeze(2)
+        eta = terms.gather(2, j.view(-1, 1, 1).expand(-1, terms.shape[1], 1)).squeeze(2)
+        return radii, eta
+
+    def certified_radius(self, inputs: dict[str, Tensor], labels: Tensor, targets: tuple[str, ...]) -> Tensor:
+        """r_S(x) per sample for a perturbation of `targets`; 0 if misclassified."""
+        return self.certify(inputs, labels, [tuple(targets)])[0][tuple(targets)]
+
+    def vulnerability(self, inputs: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """η^(m) per sample, N×M."""
+        return self.certify(inputs, labels, [])[1]
 
 
 def _accuracy(logits: Tensor, labels: Tensor) -> float:
@@ -408,7 +413,7 @@ class CRMT(OrthogonalJointTraining):
         labels = batch["label"]
         with torch.no_grad():
             scores = self.scores(batch)
-        logits = sum(self.a[m] * scores[n] for m, n in enumerate(self.names)) + self.bias.detach()
+        logits = self.fuse(scores, bias=self.bias.detach())
         numer, terms = bound_matrix(logits, labels, self.a, self.tau)
         j = runner_up(logits.detach(), labels).view(-1, 1)
         denom = terms.pow(2).sum(1).sqrt().gather(1, j).squeeze(1)
