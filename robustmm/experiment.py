@@ -82,7 +82,7 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
     def on_epoch(stage: str, epoch: int, metrics: dict[str, float]) -> None:
         hooks.on_epoch(seed, stage, epoch, metrics)
 
-    stages = (model.representation_epochs(cfg.train.epochs), 0 if model.own_head else cfg.classifier.epochs)
+    stages = model.stage_totals(model.options, cfg.train.epochs, cfg.classifier.epochs)
     staged = _staged(hooks, seed, cfg, on_epoch, model.reference_request(), stages)
     pipe = train_pipeline(model, prep.dataset, cfg.train, cfg.classifier, seed=seed, on_epoch=staged)
     start = time.perf_counter()

@@ -74,6 +74,11 @@ class RepresentationModel(nn.Module, ABC):
         rounds × (step-1 + step-2 epochs)); most models run exactly `epochs`."""
         return epochs
 
+    @classmethod
+    def stage_totals(cls, options: ModelOptions, train_epochs: int, classifier_epochs: int) -> tuple[int, int]:
+        """(representation, classifier) epochs a run reports: an own-head model has no classifier stage."""
+        return cls.stage_epochs(options, train_epochs), 0 if cls.own_head else classifier_epochs
+
     def representation_epochs(self, epochs: int) -> int:
         return type(self).stage_epochs(self.options, epochs)
 
@@ -208,8 +213,7 @@ def reported_epochs(name: str, options: Mapping[str, Any], train_epochs: int, cl
     """Epochs one run of `name` reports: its representation stage, plus the classifier stage
     unless the model is its own classifier."""
     cls = MODELS.get(name).cls
-    rep = cls.stage_epochs(make_options(cls, name, options), train_epochs)
-    return rep + (0 if cls.own_head else classifier_epochs)
+    return sum(cls.stage_totals(make_options(cls, name, options), train_epochs, classifier_epochs))
 
 
 def model_defaults(name: str) -> dict[str, Any]:

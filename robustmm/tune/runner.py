@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 
 from robustmm.errors import ConfigError
-from robustmm.experiment import prepare
+from robustmm.experiment import model_cells, prepare
 from robustmm.models.base import Chain, Classifier, build_model
 from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
@@ -67,6 +67,7 @@ def check_sweep(spec: SweepSpec) -> None:
     modalities = prep.dataset.modalities
     for cfg in corner_configs(spec):
         build_model(cfg.model, modalities, cfg.model_options, num_classes=prep.dataset.num_classes)
+        model_cells(cfg.model, prep.cells)  # a model.name choice without a certificate on a certified grid
     for objective in spec.objectives:
         objective.check(prep.cells)
     if spec.early_stopping is not None:

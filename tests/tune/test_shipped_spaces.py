@@ -62,3 +62,17 @@ def test_crmt_space_takes_certified_accuracy_as_a_third_objective():
     spec = parse_sweep(apply_smoke(raw))
     check_sweep(spec)
     assert spec.keys[-1] == "certified_accuracy_0.25"
+
+
+def test_a_model_choice_without_a_certificate_is_refused_before_ray_starts():
+    import yaml
+
+    from robustmm.errors import ConfigError
+    from robustmm.tune.space import apply_smoke, parse_sweep
+
+    raw = yaml.safe_load((REPO / "search_spaces" / "crmt_settings.yaml").read_text())
+    raw["space"] = {"model.name": {"type": "categorical", "choices": ["crmt-jt", "gmc"]}}
+    raw["smoke"]["run"].pop("model")  # CRMT-only options gmc would refuse first
+    raw["smoke"].pop("space")
+    with pytest.raises(ConfigError, match="'gmc' gives no certified radius"):
+        check_sweep(parse_sweep(apply_smoke(raw)))
