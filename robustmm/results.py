@@ -234,27 +234,28 @@ def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
         title = TITLES.get(attack, attack)
         if len(steps) == 1:
             title += f", K={int(steps[0])}"
-        rows = []
-        for tgt in dict.fromkeys(part["target"]):
-            for m in models:
-                sub = part[(part["target"] == tgt) & (part["model"] == m)]
-                if not sub.empty:
-                    cells = {r["column"]: (float(r["mean"]), float(r["std"])) for r in sub.to_dict("records")}
-                    rows.append(((tgt, m), cells))
-        tables.append(SummaryTable(attack, title, ("target", "model"), columns, tuple(rows)))
+        rows = _target_model_rows(part, models, "column")
+        tables.append(SummaryTable(attack, title, ("target", "model"), columns, rows))
     stats = s[s["perturbation"].isin(STATISTICS)]
     if not stats.empty:
         columns = tuple(p for p in STATISTICS if p in set(stats["perturbation"]))
-        rows = []
-        for tgt in dict.fromkeys(stats["target"]):
-            for m in models:
-                sub = stats[(stats["target"] == tgt) & (stats["model"] == m)]
-                if not sub.empty:
-                    cells = {r["perturbation"]: (float(r["mean"]), float(r["std"])) for r in sub.to_dict("records")}
-                    rows.append(((tgt, m), cells))
+        rows = _target_model_rows(stats, models, "perturbation")
         title = "Certificate: mean certified L2 radius, vulnerability η and its ratio (not %)"
-        tables.append(SummaryTable("certificate", title, ("target", "model"), columns, tuple(rows), percent=False))
+        tables.append(SummaryTable("certificate", title, ("target", "model"), columns, rows, percent=False))
     return tables
+
+
+def _target_model_rows(part: pd.DataFrame, models: list[str], column: str) -> tuple:
+    """A (target, model) row per pair present, its cells keyed by the `column` value."""
+    rows = []
+    for tgt in dict.fromkeys(part["target"]):
+        for m in models:
+            sub = part[(part["target"] == tgt) & (part["model"] == m)]
+            if not sub.empty:
+                rows.append(
+                    ((tgt, m), {r[column]: (float(r["mean"]), float(r["std"])) for r in sub.to_dict("records")})
+                )
+    return tuple(rows)
 
 
 def summary_markdown(df: pd.DataFrame, tables: list[SummaryTable] | None = None) -> str:
