@@ -41,8 +41,16 @@ def per_seed(df: pd.DataFrame, model: str, perturbation: str, target: str | None
     return sub.groupby("seed").accuracy.mean().to_numpy()
 
 
+def _std(values: np.ndarray) -> float:
+    """Sample standard deviation across seeds (ddof=1); 0 for a single seed."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
 def pct(values: np.ndarray) -> str:
-    return f"{100 * values.mean():.1f} ± {100 * values.std():.1f}" if len(values) else "–"
+    if not len(values):
+        return "–"
+    spread = f"{100 * values.std(ddof=1):.1f}" if len(values) > 1 else "–"
+    return f"{100 * values.mean():.1f} ± {spread}"
 
 
 def missing_table(df: pd.DataFrame, models: list[str], modalities: list[str]) -> tuple[list[str], dict]:
@@ -80,7 +88,7 @@ def noise_table(df: pd.DataFrame, models: list[str]) -> tuple[list[str], dict]:
         if not len(values):
             continue
         diff = values.mean() - base.mean()
-        margin = max(values.std(), base.std())
+        margin = max(_std(values), _std(base))
         better = model != "gmc" and diff > margin
         verdicts[model] = better
         answer = "–" if model == "gmc" else ("yes" if better else "no")
@@ -102,7 +110,7 @@ def main(argv: list[str]) -> int:
     seeds = sorted(set(df.seed))
     ae = [m for m in AE_MODELS if m in set(df.model)]
     gmc = [m for m in GMC_MODELS if m in set(df.model)]
-    print(f"Accuracy (%) mean ± std over seeds {', '.join(map(str, seeds))}.\n")
+    print(f"Accuracy (%) mean ± sample std (ddof=1) over seeds {', '.join(map(str, seeds))}.\n")
     lines, miss = missing_table(df, ae + gmc, modalities)
     print("\n".join(lines) + "\n")
     if "gmc" in gmc:
