@@ -156,3 +156,14 @@ def test_the_classifier_trains_on_clean_latents_unless_configured(toy):
     gen = torch.Generator().manual_seed(0)
     z_noisy = encode_all(noisy, toy.train, view=lambda x: noisy.classifier_training_inputs(x, gen))
     assert not torch.allclose(z_noisy, encode_all(noisy, toy.train))
+
+
+def test_the_thesis_config_reproduces_the_thesis_setting(toy):
+    from pathlib import Path
+
+    from robustmm.config import from_dict, load_yaml
+
+    cfg = from_dict(load_yaml(Path(__file__).resolve().parents[1] / "configs" / "thesis.yaml"))
+    o = build_model(cfg.model, toy.modalities, cfg.model_options).options
+    assert (o.recon_reduction, o.clean_prob, o.noise_mode, o.noise_sigma) == ("sum", 0.0, "one", 0.5)
+    assert o.recon_weights == {"image": 0.5, "trajectory": 0.5}
