@@ -122,7 +122,8 @@ class GMCWD(GMC):
     - `recon_reduction: sum` (the thesis). With the per-element mean the reconstruction term was
       ~0.03 against a contrastive term of ~8–10, so GMCWD trained as GMC on noisy inputs, and the
       mean also rescaled image vs trajectory by their sizes (784 vs 200). Summed, the image
-      term is tens per sample at λ = 0.5: of the contrastive term's order, the thesis' regime.
+      error on synth-mhd is tens to ~100 per sample and the trajectory's a few units, so at
+      λ = 0.5 the terms are within an order of magnitude of each other, the thesis' regime.
       `mean` stays available. Each epoch logs `contrastive`, `recon` (weighted) and their ratio
       `recon_ratio`, the number to watch when setting λ_m.
     - `noise_mode: one` (the thesis), noise on `noise_modalities` (default all) and
