@@ -287,13 +287,23 @@ def adversarial_batch(
 
 
 @torch.no_grad()
-def encode_all(model: RepresentationModel, split: Split, batch_size: int = 1024) -> Tensor:
-    """Frozen latents of a whole split (all modalities present), in eval mode."""
+def encode_all(
+    model: RepresentationModel,
+    split: Split,
+    batch_size: int = 1024,
+    view: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
+) -> Tensor:
+    """Frozen latents of a whole split (all modalities present), in eval mode; `view` may replace
+    each batch's inputs first (the classifier's training inputs of a model)."""
     model.eval()
     parts = []
     for start in range(0, len(split), batch_size):
-        parts.append(model.encode({k: v[start : start + batch_size] for k, v in split.inputs.items()}))
+        inputs = {k: v[start : start + batch_size] for k, v in split.inputs.items()}
+        parts.append(model.encode(view(inputs) if view is not None else inputs))
     return torch.cat(parts)
+
+
+CLASSIFIER_INPUT_SEED_OFFSET = 104729
 
 
 def fit_classifier(
@@ -307,10 +317,13 @@ def fit_classifier(
     checkpointing: Checkpointing | None = None,
     finished: dict[str, list[dict[str, float]]] | None = None,
 ) -> tuple[Classifier, list[dict[str, float]]]:
-    """Train the MLP on latents of the frozen model: the latents are computed once."""
+    """Train the MLP on latents of the frozen model: the latents are computed once, from the
+    inputs `model.classifier_training_inputs` gives (the clean ones unless the model is configured
+    otherwise; any noise there comes from its own generator, seeded from `seed`)."""
     for p in model.parameters():
         p.requires_grad_(False)
-    z = encode_all(model, train)
+    gen = torch.Generator(device=train.labels.device).manual_seed(seed + CLASSIFIER_INPUT_SEED_OFFSET)
+    z = encode_all(model, train, view=lambda inputs: model.classifier_training_inputs(inputs, gen))
     labels = train.labels
     torch.manual_seed(seed)
     clf = Classifier(z.shape[1], num_classes).to(z.device)

@@ -1,4 +1,4 @@
-"""DGMC reconstruction weights λ_m and training noise σ vs clean and worst-modality PGD accuracy.
+"""DGMC reconstruction weights λ_m, training noise σ and clean share vs clean and worst-modality PGD accuracy.
 
     python sweeps/dgmc_weights.py --smoke                      # laptop, a few minutes
     python sweeps/dgmc_weights.py --num-samples 64 --gpu 0.25  # four trials per GPU

@@ -95,9 +95,9 @@ def test_denoising_reconstructs_the_clean_input(name, toy, monkeypatch):
     seen = {}
     real = ae_module.reconstruction_loss
 
-    def spy(recon, target, weights):
+    def spy(recon, target, weights, *rest):
         seen["target"] = {k: v.clone() for k, v in target.items()}
-        return real(recon, target, weights)
+        return real(recon, target, weights, *rest)
 
     monkeypatch.setattr(ae_module, "reconstruction_loss", spy)
     model = build_model(name, toy.modalities, tiny(name, noise_sigma=0.5, noise_mode="all"))

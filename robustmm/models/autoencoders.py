@@ -10,8 +10,11 @@ variational ones:
 - common (CMDAE, CMVAE, CMDVAE): per-modality encoders, a common encoder over the SUM of their
   outputs, a common decoder, and per-modality decoders after it (eq. 4.4).
 
-Reconstruction errors are averaged over elements (`reconstruction_loss`) and the KL is divided
-by the number of input elements of one sample (`gaussian_kl`), so β keeps its ELBO meaning.
+Reconstruction errors are averaged over elements by default (`recon_reduction: mean`;
+`sum` gives the thesis' summed error per sample) and the KL is put on the same scale (divided by
+the number of input elements of one sample under `mean`, `gaussian_kl`), so β keeps its ELBO
+meaning. Denoising options and the corruption are in `denoising.py`; these models keep every
+training sample noisy by default (`clean_prob: 0`).
 Sampling noise and input noise both come from the global torch RNG, which the training run
 seeds; `encode` is deterministic (the latent, or the posterior mean).
 """
@@ -28,17 +31,10 @@ from torch import Tensor, nn
 
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
-from robustmm.models.base import ModelOptions, RepresentationModel, register_model
+from robustmm.models.base import RepresentationModel, register_model
+from robustmm.models.denoising import DenoisingOptions, ReconOptions, check_weights
 from robustmm.models.encoders import Decoder, Encoder, RangeOutput, activation, mlp
-from robustmm.models.losses import (
-    NOISE_MODES,
-    check_weights,
-    gaussian_kl,
-    noisy_copy,
-    product_of_experts,
-    reconstruction_loss,
-    reparameterise,
-)
+from robustmm.models.losses import gaussian_kl, product_of_experts, reconstruction_loss, reparameterise
 
 DECODE_FROM = ("own", "joint")
 
@@ -46,32 +42,6 @@ Posterior = tuple[Tensor, Tensor]
 
 
 # ----------------------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class ReconOptions(ModelOptions):
-    """Every autoencoder: λ_m of the reconstruction loss (None: 1/M each)."""
-
-    recon_weights: dict[str, float] | None = None
-
-    def check(self, specs: tuple[ModalitySpec, ...]) -> None:
-        super().check(specs)
-        check_weights("recon_weights", self.recon_weights, tuple(s.name for s in specs))
-
-
-@dataclass(frozen=True)
-class DenoisingOptions(ReconOptions):
-    """Denoising models: Gaussian noise σ on a copy of the input, one modality per sample or all."""
-
-    noise_sigma: float = 0.5
-    noise_mode: str = "one"
-
-    def check(self, specs: tuple[ModalitySpec, ...]) -> None:
-        super().check(specs)
-        if self.noise_sigma < 0:
-            raise ConfigError(f"model.noise_sigma must be ≥ 0 (0 turns denoising off), got {self.noise_sigma}")
-        if self.noise_mode not in NOISE_MODES:
-            raise ConfigError(f"model.noise_mode {self.noise_mode!r} unknown; use one of {', '.join(NOISE_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -197,7 +167,7 @@ class AutoencoderModel(RepresentationModel):
         """What the encoders see in training: a noisy COPY for denoising models, else the input."""
         o = self.options
         if isinstance(o, DenoisingOptions):
-            return noisy_copy(clean, o.noise_sigma, o.noise_mode, self.ranges)
+            return o.corrupt(clean, self.ranges)
         return dict(clean)
 
     def sample(self, h: Tensor) -> tuple[Tensor, Posterior | None]:
@@ -217,12 +187,14 @@ class AutoencoderModel(RepresentationModel):
     def objective(
         self, recon: dict[str, Tensor], clean: dict[str, Tensor], posterior: Posterior | None
     ) -> tuple[Tensor, dict[str, float]]:
-        """Σ_m λ_m·MSE_m over the modalities in `recon`, + β·KL(posterior ‖ N(0, I)) per element."""
-        rec, parts = reconstruction_loss(recon, clean, self.weights)
+        """Σ_m λ_m·err_m over the modalities in `recon`, + β·KL(posterior ‖ N(0, I)) on the same
+        scale (per element with reduction "mean", per sample with "sum")."""
+        reduction = self.options.recon_reduction
+        rec, parts = reconstruction_loss(recon, clean, self.weights, reduction)
         metrics = {"recon": float(rec.detach()), **parts}
         if posterior is None:
             return rec, metrics
-        kl = gaussian_kl(*posterior, elements=self.elements)
+        kl = gaussian_kl(*posterior, elements=self.elements if reduction == "mean" else 1)
         metrics["kl"] = float(kl.detach())
         return rec + self.options.beta * kl, metrics  # type: ignore[attr-defined]
 

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from robustmm.data.base import ModalitySpec, Split
@@ -113,6 +114,14 @@ class RepresentationModel(nn.Module, ABC):
         chain follow that variant (RGMC: its detector's output detached). The evaluator runs
         every gradient attack once more per variant and labels those rows `model[variant]`."""
         return {}
+
+    def classifier_training_inputs(
+        self, inputs: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """What the downstream classifier's training latents are encoded from: the clean training
+        inputs, unless a model is configured otherwise (GMCWD's `classifier_input: noisy` returns
+        its training corruption, drawn from `generator`)."""
+        return inputs
 
     def present_names(self, present: tuple[str, ...] | None) -> tuple[str, ...]:
         if present is None:

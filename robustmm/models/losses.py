@@ -1,4 +1,4 @@
-"""Loss terms and training-time corruptions shared by the model families."""
+"""Loss terms shared by the model families (the training-time corruption is in denoising.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from robustmm.errors import ConfigError
-
-NOISE_MODES = ("one", "all")
 
 
 def gmc_contrastive(joint: Tensor, unimodal: list[Tensor], tau: float) -> Tensor:
@@ -31,18 +29,24 @@ def gmc_contrastive(joint: Tensor, unimodal: list[Tensor], tau: float) -> Tensor
 
 
 def reconstruction_loss(
-    recon: dict[str, Tensor], target: dict[str, Tensor], weights: dict[str, float]
+    recon: dict[str, Tensor], target: dict[str, Tensor], weights: dict[str, float], reduction: str = "mean"
 ) -> tuple[Tensor, dict[str, float]]:
-    """Σ_m λ_m · mean over samples and elements of (x̂_{i,m} − x_{i,m})².
+    """Σ_m λ_m · err_m over the modalities in `recon`, and each unweighted err_m as a metric.
 
-    Averaging over elements keeps a 784-pixel image and a 200-value trajectory on one scale,
-    so λ_m alone sets each modality's share; summed per-sample errors dominated the
-    contrastive term and slowed its learning several-fold.
+    reduction "sum": err_m = mean over samples of Σ_elements (x̂_{i,m} − x_{i,m})², the thesis'
+    summed squared error per sample (seed 000 eq. 4.1–4.6), so a 784-pixel image weighs ~4× a
+    200-value trajectory at equal λ; "mean": also averaged over elements (F.mse_loss), every
+    modality on one per-element scale and λ_m alone sets its share.
     """
+    if reduction not in ("sum", "mean"):
+        raise ConfigError(f"reconstruction reduction {reduction!r} unknown; use 'sum' or 'mean'")
     total = None
     parts = {}
     for name, x_hat in recon.items():
-        err = F.mse_loss(x_hat, target[name])
+        if reduction == "sum":
+            err = (x_hat - target[name]).pow(2).flatten(1).sum(dim=1).mean()
+        else:
+            err = F.mse_loss(x_hat, target[name])
         parts[f"recon_{name}"] = float(err.detach())
         term = weights[name] * err
         total = term if total is None else total + term
@@ -50,58 +54,11 @@ def reconstruction_loss(
     return total, parts
 
 
-def noisy_copy(
-    inputs: dict[str, Tensor], sigma: float, mode: str, ranges: dict[str, tuple[float, float]]
-) -> dict[str, Tensor]:
-    """A NEW dict with Gaussian noise added (the originals stay clean: denoising targets).
-
-    mode "one": one modality per sample, chosen uniformly (seed 000 §4.1.2); "all": every one.
-    Noise comes from the global torch RNG, which the training run seeds.
-    """
-    if sigma == 0:
-        return dict(inputs)
-    names = list(inputs)
-    n = len(next(iter(inputs.values())))
-    device = next(iter(inputs.values())).device
-    if mode == "one":
-        which = torch.randint(len(names), (n,), device=device)
-    elif mode != "all":
-        raise ConfigError(f"noise mode {mode!r} unknown; use one of {', '.join(NOISE_MODES)}")
-    out = {}
-    for k, name in enumerate(names):
-        x = inputs[name]
-        noise = sigma * torch.randn_like(x)
-        if mode == "one":
-            noise = noise * (which == k).view(-1, *([1] * (x.dim() - 1)))
-        lo, hi = ranges[name]
-        out[name] = (x + noise).clamp(lo, hi)
-    return out
-
-
-def check_weights(name: str, weights: dict[str, float] | None, modalities: tuple[str, ...]) -> dict[str, float]:
-    """Per-modality weights; None gives 1/M each. Unknown modality or a negative weight: error."""
-    if weights is None:
-        return {m: 1.0 / len(modalities) for m in modalities}
-    if not isinstance(weights, dict):
-        raise ConfigError(f"model option {name!r} must map modality -> weight, got {weights!r}")
-    unknown = sorted(set(weights) - set(modalities))
-    if unknown:
-        raise ConfigError(
-            f"model option {name!r} names modality {unknown[0]!r}; the dataset has {', '.join(modalities)}"
-        )
-    out = {}
-    for m in modalities:
-        w = weights.get(m, 0.0)
-        if not isinstance(w, (int, float)) or w < 0:
-            raise ConfigError(f"model option {name}.{m} must be a number ≥ 0, got {w!r}")
-        out[m] = float(w)
-    return out
-
-
 def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
     """A sample z = μ + σ·ε, ε ~ N(0, I), differentiable in μ and logvar (Kingma & Welling).
 
-    ε comes from the global torch RNG, which the training run seeds (as in `noisy_copy`).
+    ε comes from the global torch RNG, which the training run seeds (as the input noise of
+    `DenoisingOptions.corrupt`).
     """
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
@@ -110,14 +67,15 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, elements: int = 1) -> Tensor:
     """KL(N(μ, diag σ²) ‖ N(0, I)), summed over latent dims, averaged over the batch, ÷ `elements`.
 
     Seed 000 eq. 4.2/4.5 write the term as β Σ (1 + log σ² − μ² − σ²), dropping the −½; this is
-    the standard KL = ½ Σ (μ² + σ² − 1 − log σ²) ≥ 0. `reconstruction_loss` averages over input
-    elements, so models pass `elements` = the number of input elements of ONE sample (all
-    modalities together): the KL is then on the same per-element scale, and β = 1 is the ELBO of
+    the standard KL = ½ Σ (μ² + σ² − 1 − log σ²) ≥ 0. With reduction "mean" `reconstruction_loss`
+    averages over input elements, so models pass `elements` = the number of input elements of ONE
+    sample (all modalities together): the KL is then on the same per-element scale, and β = 1 is
+    the ELBO of
     a Gaussian decoder (variance ½) written per element — exactly so when the reconstruction
     weights are λ_m = D_m / D (modality m's share of the D elements); other λ_m reweight the
     modalities' likelihoods against each other. Without the division the KL of a 784+200-element
     sample would weigh ~1000× more against the per-element reconstruction, pushing the posterior
-    onto the prior.
+    onto the prior. With reduction "sum" both terms are per sample already: `elements` = 1.
     """
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
     return kl.mean() / elements

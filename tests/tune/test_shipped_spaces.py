@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from robustmm.experiment import prepare
+from robustmm.models.base import model_defaults
 from robustmm.tune.runner import _epoch_metrics, check_sweep
 from robustmm.tune.space import corner_configs, load_sweep
 
@@ -29,6 +30,32 @@ def test_space_checks_in_its_smoke_form(path):
     check_sweep(spec)
     metrics = _epoch_metrics(spec, prepare(spec.run_config()))
     assert "representation/loss" in metrics
+
+
+# Seed 000's hand-picked reconstruction weights: MHD image/trajectory (its Table 7.1) and the
+# MNIST/SVHN sets a), b), c) of its Tables 5.6 / 5.12 (MNIST is the image, SVHN the second modality).
+THESIS_LAMBDAS = {
+    "model.recon_weights.image": (0.5, 0.5, 0.5, 0.4),
+    "model.recon_weights.trajectory": (0.5, 0.5, 0.05, 0.1),
+}
+
+
+@pytest.mark.parametrize("name", ["gmcwd_weights", "dgmc_weights"])
+def test_weight_spaces_cover_the_thesis_lambdas_on_a_log_scale(name):
+    spec = load_sweep(REPO / "search_spaces" / f"{name}.yaml")
+    params = {p.key: p for p in spec.params}
+    for key, values in THESIS_LAMBDAS.items():
+        p = params[key]
+        assert p.log, f"{key} should be searched on a log scale"
+        for v in values:
+            assert p.low <= v <= p.high, f"{name}: thesis value {key}={v} outside [{p.low}, {p.high}]"
+        # summed errors per sample: the space spans negligible to dominant reconstruction (≥ 3 decades)
+        assert p.high / p.low >= 1000
+    clean = params["model.clean_prob"]
+    assert clean.low == 0.0 and clean.high >= 1 / 3  # the thesis' setting and our default
+    # the λ are weights of the summed error, the scale the space is sized for
+    cfg = spec.run_config()
+    assert {**model_defaults(cfg.model), **cfg.model_options}["recon_reduction"] == "sum"
 
 
 def test_rgmc_space_searches_the_thesis_knobs():

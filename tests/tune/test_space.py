@@ -48,6 +48,7 @@ def test_gmcwd_space_parses():
         "model.recon_weights.image",
         "model.recon_weights.trajectory",
         "model.noise_sigma",
+        "model.clean_prob",
     ]
     assert spec.keys == ["clean_accuracy", "worst_modality_auc_pgd"]
     assert spec.modes == ["max", "max"]
@@ -57,7 +58,7 @@ def test_gmcwd_space_parses():
     assert (cfg.model, cfg.dataset, cfg.train.epochs, cfg.classifier.epochs) == ("gmcwd", "synth-mhd", 5, 10)
     assert "n_train" not in cfg.dataset_options
     assert "smoke" not in spec.raw  # sweep.yaml records the sweep as run, not its smoke variant
-    assert len(corner_configs(spec)) == 1 + 2 * 3
+    assert len(corner_configs(spec)) == 1 + 2 * 4
 
 
 def test_gmcwd_space_smoke():
