@@ -59,7 +59,8 @@ def _read(path: Path, split: str) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(
             f"npz: {split} file {path} not found; expected a directory holding the train and test files "
-            f"(options train_file/test_file, and validation_file if given), each written with np.savez(path, label=<N ints>, "
+            f"(options train_file/test_file, and validation_file if given), each written with "
+            f"np.savez(path, label=<N ints>, "
             f"<modality>=<N×...>, ...)"
         )
     try:
@@ -123,7 +124,8 @@ def _select(modalities: Sequence[str] | str | None, train: Mapping[str, np.ndarr
         "kinds": None,
         "num_classes": None,
     },
-    summary="bring your own modalities: train.npz/test.npz (validation file optional) with one array per modality plus 'label'",
+    summary="bring your own modalities: train.npz/test.npz (and a validation file, optional) "
+    "with one array per modality plus 'label'",
     needs_data_dir=True,
 )
 def load(

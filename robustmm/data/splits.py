@@ -39,7 +39,8 @@ def stratified_holdout(labels: Tensor, fraction: float, seed: int) -> tuple[Tens
     seed = check_seed(seed)
     labels = torch.as_tensor(labels).cpu()
     if labels.ndim != 1 or len(labels) == 0:
-        raise DataError(f"cannot carve a validation split from {tuple(labels.shape)} labels; need a non-empty 1-D tensor")
+        shape = tuple(labels.shape)
+        raise DataError(f"cannot carve a validation split from labels of shape {shape}; need a non-empty 1-D tensor")
     g = torch.Generator().manual_seed(seed)
     held = []
     for c in torch.unique(labels).tolist():

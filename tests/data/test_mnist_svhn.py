@@ -82,7 +82,8 @@ def pairs(ds, split: str) -> Split:
     if split == "test":
         return ds.test
     both = (ds.train, ds.validation)
-    return Split({k: torch.cat([s.inputs[k] for s in both]) for k in ds.train.inputs}, torch.cat([s.labels for s in both]))
+    inputs = {k: torch.cat([s.inputs[k] for s in both]) for k in ds.train.inputs}
+    return Split(inputs, torch.cat([s.labels for s in both]))
 
 
 def decode(ds, split: str) -> dict[str, np.ndarray]:

@@ -119,7 +119,7 @@ ERRORS = [
     (TR, TE, {"labels": "y"}, ConfigError, "has no option 'labels'"),
     (TR, TE, {"validation_file": "val.npz"}, DataError, r"validation file .*val\.npz not found"),
     (TR, TE, {"validation_file": ""}, ConfigError, "validation_file must be a file name or null"),
-    (TR, TE, {"validation_fraction": 1.0}, ConfigError, "validation_fraction must be a number strictly between 0 and 1"),
+    (TR, TE, {"validation_fraction": 1.0}, ConfigError, "validation_fraction must be a number strictly between 0 and"),
 ]
 
 
