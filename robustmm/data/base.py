@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from robustmm.config import SPLITS
 from robustmm.data.splits import check_fraction, check_seed, stratified_holdout
 from robustmm.errors import ConfigError, DataError
 from robustmm.registry import Registry
@@ -69,10 +70,6 @@ class Split:
 
     def subset(self, index: Tensor | slice) -> Split:
         return Split({k: v[index] for k, v in self.inputs.items()}, self.labels[index])
-
-
-SPLITS = ("test", "validation")
-"""The splits a model is evaluated on (train only fits it)."""
 
 
 @dataclass
