@@ -84,3 +84,12 @@ def test_normalisation_uses_the_train_that_remains(tmp_path: Path) -> None:
     want_test = np.clip((test["feat"] - lo) / (hi - lo), 0, 1)
     assert np.allclose(ds.test.inputs["feat"].numpy(), want_test, atol=1e-6)
     assert ds.info["validation"] == {"source": "carved from train", "fraction": 0.2, "seed": 7}
+
+
+def test_select_and_to_carry_the_validation_split(toy) -> None:
+    only = toy.select(["trajectory"]).to("cpu")
+    assert set(only.validation.inputs) == {"trajectory"} and len(only.validation) == len(toy.validation)
+    assert torch.equal(only.validation.inputs["trajectory"], toy.validation.inputs["trajectory"])
+    assert only.split("validation") is only.validation and only.split("test") is only.test
+    with pytest.raises(ConfigError, match="unknown split 'train'"):
+        toy.split("train")
