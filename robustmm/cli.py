@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from robustmm.config import SPLITS
 from robustmm.errors import ConfigError
 
 log = logging.getLogger("robustmm")
@@ -122,6 +123,8 @@ def _file_and_flags(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
         flags.setdefault("eval", {})["grid"] = args.grid
     if getattr(args, "max_samples", None) is not None:
         flags.setdefault("eval", {})["max_samples"] = args.max_samples
+    if getattr(args, "split", None):
+        flags.setdefault("eval", {})["split"] = args.split
     if args.seeds is not None:
         flags["seeds"] = args.seeds
     if args.epochs is not None:
@@ -145,6 +148,10 @@ def build_config(args: argparse.Namespace):
     return C.from_dict(raw)
 
 
+def _sizes(data: Any) -> str:
+    return f"{len(data.train)} train / {len(data.validation)} validation / {len(data.test)} test"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from robustmm import experiment
 
@@ -156,9 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     hooks.say(f"loading {cfg.dataset} and checking the config")
     prep = experiment.prepare(cfg)
     hooks.say(
-        f"{cfg.model} on {cfg.dataset} ({len(prep.dataset.train)} train / {len(prep.dataset.test)} test, "
-        f"modalities {', '.join(prep.dataset.modality_names)}), {len(prep.cells)} grid cells, "
-        f"seeds {', '.join(map(str, cfg.seeds))}, device {prep.device}"
+        f"{cfg.model} on {cfg.dataset} ({_sizes(prep.dataset)}, modalities {', '.join(prep.dataset.modality_names)}), "
+        f"evaluated on {cfg.eval.split}, {len(prep.cells)} grid cells, seeds {', '.join(map(str, cfg.seeds))}, "
+        f"device {prep.device}"
     )
     experiment.run(cfg, out, hooks, prep)
     print((out / "summary.md").read_text())
@@ -180,8 +187,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     preps = R.prepare_report(plan)
     data = preps[0].dataset
     hooks.say(
-        f"{len(plan.runs)} model(s) × {len(plan.seeds)} seed(s) on {first.dataset} ({len(data.train)} train / "
-        f"{len(data.test)} test), {len(preps[0].cells)} grid cells, device {preps[0].device}; "
+        f"{len(plan.runs)} model(s) × {len(plan.seeds)} seed(s) on {first.dataset} ({_sizes(data)}), evaluated on "
+        f"{first.eval.split}, {len(preps[0].cells)} grid cells, device {preps[0].device}; "
         f"finished (model, seed) results are kept in {plan.out / 'runs'} and reused"
     )
     df, trained, reused = R.run_report(plan, preps, hooks)
@@ -225,7 +232,10 @@ def cmd_pick(args: argparse.Namespace) -> int:
     from robustmm.tune.runner import picked_config
 
     text = yaml.safe_dump(picked_config(args.dir, args.trial), sort_keys=False)
-    header = f"# trial {args.trial} of the sweep in {args.dir}; re-run with: robustmm run --config FILE --seeds 0-9\n"
+    header = (
+        f"# trial {args.trial} of the sweep in {args.dir} (chosen on validation; this config evaluates on test);\n"
+        "# re-run with: robustmm run --config FILE --seeds 0-9\n"
+    )
     if args.out:
         from robustmm.results import write_text
 
@@ -253,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--epochs", type=int, help="representation-stage epochs")
     rp.add_argument("--classifier-epochs", type=int, help="classifier epochs")
     rp.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    rp.add_argument("--split", choices=SPLITS, help="evaluate on this split (eval.split); default test")
     rp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. model.tau=0.2")
     rp.add_argument("--out", default="runs/latest", help="output directory (default runs/latest)")
     rp.set_defaults(func=cmd_run)
@@ -264,7 +275,8 @@ def parser() -> argparse.ArgumentParser:
     ep.add_argument("--seeds", help="seeds, e.g. 0-9 or 0,3,5; default 0-9")
     ep.add_argument("--epochs", type=int, help="representation-stage epochs")
     ep.add_argument("--classifier-epochs", type=int, help="classifier epochs")
-    ep.add_argument("--max-samples", type=int, help="evaluate on the first N test samples (eval.max_samples)")
+    ep.add_argument("--max-samples", type=int, help="evaluate on the first N samples of the split (eval.max_samples)")
+    ep.add_argument("--split", choices=SPLITS, help="evaluate on this split (eval.split); default test")
     ep.add_argument("--config", help="run config YAML; its model options go to the models that have them")
     ep.add_argument(
         "--set",

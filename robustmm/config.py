@@ -6,7 +6,7 @@ Layout (YAML and dotted --set keys share it):
     dataset:    {name: synth-mhd, data_dir: null, <dataset options>}
     train:      {optimizer: adam, lr: 0.001, momentum: 0.9, weight_decay: 0.0, epochs: 5, batch_size: 64}
     classifier: {optimizer: adam, lr: 0.001, momentum: 0.9, weight_decay: 0.0, epochs: 10, batch_size: 64}
-    eval:       {grid: smoke, batch_size: 512, max_samples: null, batched: true}
+    eval:       {grid: smoke, batch_size: 512, max_samples: null, batched: true, split: test}
     seeds:      [0, 1, 2]        # or "0-2"
     device:     auto             # auto | cpu | cuda | cuda:N
 
@@ -27,6 +27,9 @@ import yaml
 from robustmm.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+SPLITS = ("test", "validation")
+"""The splits a trained model is evaluated on: a sweep selects on validation, `run` and `report`
+state test numbers unless told otherwise (train only fits the model)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,11 @@ class EvalConfig:
     batch_size: int = 512
     max_samples: int | None = None
     batched: bool = True
+    split: str = "test"
 
     def check(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"eval.split {self.split!r} unknown; evaluate on one of {', '.join(SPLITS)}")
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size must be ≥ 1, got {self.batch_size}")
         if self.max_samples is not None and self.max_samples < 1:

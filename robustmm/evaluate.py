@@ -2,7 +2,7 @@
 
 A certifying model (the CRMT family) evaluated on a grid with certified cells also gets its
 certificate statistics as rows with a `value` instead of an accuracy: `certified_radius` (mean
-r_S(x) over the test samples, 0 for a misclassified one, per certified target S),
+r_S(x) over the evaluated samples, 0 for a misclassified one, per certified target S),
 `vulnerability` (mean η^(m) per modality) and `vulnerability_ratio` (the largest over the
 smallest mean η, for two modalities η^(1)/η^(2) with the more vulnerable one on top).
 """
@@ -34,16 +34,19 @@ def evaluate_pipeline(
     batched: bool = True,
     progress: Progress | None = None,
     labels: dict[str, Any] | None = None,
+    split: str = "test",
 ) -> list[dict[str, Any]]:
     """Rows of `robustmm.results.COLUMNS`: the grid rows plus the `labels` columns
-    (model, dataset, seed, ...) that say which run they belong to.
+    (model, dataset, seed, ...) that say which run they belong to, evaluated on the dataset's
+    `split` ("test", or "validation" where hyperparameters are being chosen) and saying so.
 
     A model with attack variants (RGMC: its detector detached) gets every gradient attack once
     more per variant, in rows whose model is `model[variant]`."""
     chain = Chain(model, classifier).eval()
     for p in chain.parameters():
         p.requires_grad_(False)
-    test = dataset.test if max_samples is None else dataset.test.subset(slice(0, max_samples))
+    test = dataset.split(split)  # the evaluated split: validation while hyperparameters are chosen
+    test = test if max_samples is None else test.subset(slice(0, max_samples))
 
     def grid(cells: list[Cell]) -> list[dict[str, Any]]:
         with torch.enable_grad():
@@ -59,7 +62,7 @@ def evaluate_pipeline(
                 progress=progress,
             )
 
-    tags = {"seed": seed, **(labels or {})}
+    tags = {"seed": seed, "split": split, **(labels or {})}
     rows = [{**tags, **row} for row in grid(cells)]
     targets = list(dict.fromkeys(c.targets for c in certificate_cells(cells)))
     if targets:

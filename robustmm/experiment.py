@@ -97,6 +97,7 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
         batched=cfg.eval.batched,
         progress=lambda d, done, total: hooks.on_eval(seed, d, done, total),
         labels={"model": cfg.model, "dataset": cfg.dataset},
+        split=cfg.eval.split,
     )
     info = {
         "seed": seed,

@@ -296,10 +296,12 @@ def _header(plan: ReportPlan, df: pd.DataFrame) -> str:
     opts = ", ".join(f"{k}={v}" for k, v in cfg.dataset_options.items())
     grid = cfg.eval.grid if isinstance(cfg.eval.grid, str) else f"custom ({len(cfg.eval.grid)} entries)"
     n = df["n"].max() if len(df) else 0
+    split = cfg.eval.split
     lines = [
         "# Robustness report",
         "",
-        f"- dataset: {cfg.dataset}" + (f" ({opts})" if opts else "") + f", {n} test samples evaluated per cell",
+        f"- split: **{split}**" + (" (hyperparameters are chosen on validation)" if split == "test" else ""),
+        f"- dataset: {cfg.dataset}" + (f" ({opts})" if opts else "") + f", {n} {split} samples evaluated per cell",
         f"- models: {', '.join(r.model for r in plan.runs)}",
         f"- seeds: {', '.join(map(str, plan.seeds))} ({len(plan.seeds)})",
         f"- epochs: {cfg.train.epochs} representation, {cfg.classifier.epochs} classifier",

@@ -1,11 +1,12 @@
 """Result rows <-> pandas <-> parquet, and the thesis-style mean ± std tables.
 
-One row per (model, dataset, seed, perturbation, target, parameters). Columns (`COLUMNS`):
+One row per (model, dataset, split, seed, perturbation, target, parameters). Columns (`COLUMNS`):
 
 | column       | type    | meaning                                                            |
 | ------------ | ------- | ------------------------------------------------------------------ |
 | model        | string  | registry name of the representation model                          |
 | dataset      | string  | registry name of the dataset                                       |
+| split        | string  | the split evaluated: test, or validation (a sweep's trials)        |
 | seed         | int64   | run seed (initialisation, shuffling, noise, attack randomness)     |
 | perturbation | string  | clean, missing, gaussian, fgsm, bim, pgd, fgm, pgd_l2              |
 | target       | string  | perturbed (or missing) modalities joined by "+"; "none" for clean  |
@@ -14,13 +15,14 @@ One row per (model, dataset, seed, perturbation, target, parameters). Columns (`
 | sigma        | float64 | Gaussian noise σ; NaN otherwise                                    |
 | steps        | float64 | iterations K of iterative attacks; NaN otherwise                   |
 | restarts     | float64 | random restarts of PGD attacks; NaN otherwise                      |
-| accuracy     | float64 | fraction of test samples classified correctly, in [0, 1]           |
+| accuracy     | float64 | fraction of evaluated samples classified correctly, in [0, 1]      |
 | correct      | int64   | number classified correctly                                        |
-| n            | int64   | number of test samples evaluated                                   |
+| n            | int64   | number of samples evaluated                                        |
 | value        | float64 | a statistic that is not an accuracy (rows of `STATISTICS`: mean    |
 |              |         | certified radius, vulnerability η, its ratio); NaN otherwise       |
 
-Rows written before `value` existed read back with value NaN. The `certified` rows are
+Rows written before `value` existed read back with value NaN, rows written before `split`
+existed (all on test) with split "test". The `certified` rows are
 accuracies (correct and certified at radius ε); the `STATISTICS` rows have accuracy NaN.
 """
 
@@ -43,6 +45,7 @@ from robustmm.models.base import base_label
 COLUMNS: dict[str, str] = {
     "model": "string",
     "dataset": "string",
+    "split": "string",
     "seed": "int64",
     "perturbation": "string",
     "target": "string",
@@ -56,7 +59,7 @@ COLUMNS: dict[str, str] = {
     "n": "int64",
     "value": "float64",
 }
-OPTIONAL = {"value": math.nan}  # columns older rows may lack, with the value they read back as
+OPTIONAL = {"split": "test", "value": math.nan}  # columns older rows may lack, with the value they read back as
 PARAMS = ("eps", "alpha", "sigma", "steps", "restarts")
 CELL_KEYS = ("perturbation", "target", *PARAMS)
 ATTACK_ORDER = ("gaussian", "fgsm", "bim", "pgd", "fgm", "pgd_l2", "certified")
@@ -122,7 +125,7 @@ def write_text(path: str | Path, text: str) -> Path:
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation (population, ddof=0) of accuracy across seeds, per cell (of
     `value` for the rows of `STATISTICS`)."""
-    keys = ["model", "dataset", *CELL_KEYS]
+    keys = ["model", "dataset", "split", *CELL_KEYS]
     score = df["accuracy"]
     if "value" in df.columns:  # a statistic row summarises its value
         score = df["value"].where(df["perturbation"].isin(STATISTICS), df["accuracy"])
@@ -187,6 +190,17 @@ class SummaryTable:
         return out.astype({k: "string" for k in self.index} | {k: "float64" for k in out.columns[len(self.index) :]})
 
 
+def one_split(df: pd.DataFrame) -> str:
+    """The one split the rows were evaluated on; rows of several splits cannot share a table."""
+    splits = sorted(set(df["split"])) if "split" in df.columns else ["test"]
+    if len(splits) != 1:
+        raise DataError(
+            f"the results mix the splits {', '.join(splits)}; a table states one split: "
+            f"keep the rows of one (e.g. df[df['split'] == 'test']) before making tables"
+        )
+    return str(splits[0])
+
+
 def model_order(labels: Iterable[str]) -> list[str]:
     """Labels in order of first appearance, with each `name[variant]` right after its `name`, so a
     variant's rows sit next to their model's in every table and legend."""
@@ -201,6 +215,7 @@ def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
     parameter setting); attacks in `ATTACK_ORDER`, then any other alphabetically."""
     if df.empty:
         return []
+    one_split(df)
     s = summarise(df)
     models = model_order(s["model"])
     tables: list[SummaryTable] = []
@@ -266,6 +281,7 @@ def summary_markdown(df: pd.DataFrame, tables: list[SummaryTable] | None = None)
     if df.empty:
         return "_no results_\n"
     seeds = sorted(set(df["seed"]))
-    intro = f"Accuracy (%) on the test split, mean ± std over {len(seeds)} seed(s): {', '.join(map(str, seeds))}."
+    split = one_split(df)
+    intro = f"Accuracy (%) on the {split} split, mean ± std over {len(seeds)} seed(s): {', '.join(map(str, seeds))}."
     tables = summary_tables(df) if tables is None else tables
     return "\n\n".join([intro, *(t.markdown() for t in tables)]) + "\n"

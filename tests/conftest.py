@@ -9,7 +9,7 @@ IMAGE = ModalitySpec("image", "image", (1, 28, 28))
 TRAJ = ModalitySpec("trajectory", "vector", (200,))
 
 
-def toy_dataset(n_train: int = 256, n_test: int = 128, seed: int = 0) -> MultimodalDataset:
+def toy_dataset(n_train: int = 256, n_test: int = 128, seed: int = 0, n_validation: int = 64) -> MultimodalDataset:
     """A small learnable two-modality problem: class-dependent blobs in both modalities."""
     g = torch.Generator().manual_seed(seed)
     protos_img = torch.rand(10, 1, 28, 28, generator=g)
@@ -21,7 +21,8 @@ def toy_dataset(n_train: int = 256, n_test: int = 128, seed: int = 0) -> Multimo
         traj = (protos_traj[y] + 0.25 * torch.randn(n, 200, generator=g)).clamp(0, 1)
         return Split({"image": img, "trajectory": traj}, y)
 
-    return MultimodalDataset("toy", (IMAGE, TRAJ), 10, split(n_train), split(n_test))
+    train, test = split(n_train), split(n_test)
+    return MultimodalDataset("toy", (IMAGE, TRAJ), 10, train, test, validation=split(n_validation))
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ NAMES = ("image", "trajectory")
 
 @pytest.fixture
 def trained(toy):
-    ds = MultimodalDataset("toy", toy.modalities, 10, toy.train.subset(slice(0, 160)), toy.test.subset(slice(0, 48)))
+    train, test = toy.train.subset(slice(0, 160)), toy.test.subset(slice(0, 48))
+    ds = MultimodalDataset("toy", toy.modalities, 10, train, test, validation=toy.validation)
     seed_everything(0)
     model = build_model("crmt-jt", ds.modalities, {"latent_dim": 16, "step2_epochs": 1}, num_classes=10)
     pipe = train_pipeline(model, ds, OptimConfig(epochs=2, batch_size=32), OptimConfig(epochs=7), seed=0)
@@ -173,7 +174,7 @@ def test_crmt_needs_wide_enough_features_for_orthonormal_rows(toy):
 
 
 def test_unknown_dataset_independent_num_classes(toy):
-    three = MultimodalDataset("t3", toy.modalities, 3, toy.train, toy.test)
+    three = MultimodalDataset("t3", toy.modalities, 3, toy.train, toy.test, validation=toy.validation)
     model = build_model("ojt", three.modalities, {"latent_dim": 4}, num_classes=three.num_classes)
     assert model.encode({k: v[:2] for k, v in toy.test.inputs.items()}).shape == (2, 3)
 

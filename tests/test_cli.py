@@ -64,10 +64,12 @@ def test_run_writes_parquet_summary_and_config(tmp_path, capsys):
     assert "seed 1 representation epoch 1" in captured.err and "evaluating" in captured.err
     df = pd.read_parquet(out / "results.parquet")
     assert list(df.columns) == list(COLUMNS)
+    assert set(df["split"]) == {"test"} and set(df["n"]) == {100}
+    assert "360 train / 40 validation / 100 test" in captured.err and "evaluated on test" in captured.err
     assert sorted(df["seed"].unique()) == [0, 1]
     assert set(df["perturbation"]) == {"clean", "missing", "gaussian", "fgsm", "pgd"}
     assert set(df["target"]) == {"none", "image", "trajectory"}
-    assert (out / "summary.md").read_text().startswith("Accuracy (%)")
+    assert (out / "summary.md").read_text().startswith("Accuracy (%) on the test split")
     # the written config re-runs the same thing: same seed, same CPU -> same numbers
     again = tmp_path / "again"
     assert main(["run", "--config", str(out / "config.yaml"), "--seeds", "1", "--out", str(again)]) == 0
@@ -86,6 +88,8 @@ def test_run_writes_parquet_summary_and_config(tmp_path, capsys):
         (["--set", "eval.grid=[{attack: fgsm, eps: -0.1}]"], "eps=-0.1 is invalid"),
         (["--set", "model.tau=0"], "model.tau must be > 0"),
         (["--set", "dataset.n_tran=5"], "has no option 'n_tran'"),
+        (["--set", "eval.split=train"], "eval.split 'train' unknown; evaluate on one of test, validation"),
+        (["--set", "dataset.validation_fraction=0"], "validation_fraction must be a number strictly between 0 and 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
@@ -94,6 +98,15 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("robustmm: error: ") and message in err[-1]
     assert not (out / "results.parquet").exists()
+
+
+def test_run_on_validation(tmp_path, capsys):
+    out = tmp_path / "val"
+    args = ["run", "--model", "gmc", "--epochs", "1", "--classifier-epochs", "1", "--split", "validation"]
+    assert main([*args, "--out", str(out), *TINY, "--set", "dataset.validation_fraction=0.25"]) == 0
+    df = pd.read_parquet(out / "results.parquet")
+    assert set(df["split"]) == {"validation"} and set(df["n"]) == {100}  # a quarter of the 400 train samples
+    assert (out / "summary.md").read_text().startswith("Accuracy (%) on the validation split")
 
 
 def test_bad_yaml_config(tmp_path, capsys):

@@ -36,6 +36,7 @@ def test_round_trip_and_set():
         ({"train": {"learning_rate": 0.1}}, "train has no key 'learning_rate'"),
         ({"train": {"epochs": "many"}}, "train.epochs must be a int"),
         ({"eval": {"batch_size": 0}}, "eval.batch_size must be ≥ 1"),
+        ({"eval": {"split": "train"}}, "eval.split 'train' unknown; evaluate on one of test, validation"),
         ({"device": "tpu"}, "device 'tpu' unknown"),
     ],
 )

@@ -49,7 +49,8 @@ def fit(name: str, ds: MultimodalDataset, seed: int = 0):
 
 @pytest.fixture
 def small(toy):
-    return MultimodalDataset("toy", toy.modalities, 10, toy.train.subset(slice(0, 96)), toy.test.subset(slice(0, 32)))
+    train, test = toy.train.subset(slice(0, 96)), toy.test.subset(slice(0, 32))
+    return MultimodalDataset("toy", toy.modalities, 10, train, test, validation=toy.validation.subset(slice(0, 32)))
 
 
 @pytest.mark.parametrize("name", MODELS.names())

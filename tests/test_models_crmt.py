@@ -41,7 +41,8 @@ def blobs(specs, n: int, k: int = K, seed: int = 0) -> Split:
 
 
 def dataset(specs, n: int = 64, k: int = K) -> MultimodalDataset:
-    return MultimodalDataset("tiny", tuple(specs), k, blobs(specs, n, k, 0), blobs(specs, 16, k, 1))
+    train, test = blobs(specs, n, k, 0), blobs(specs, 16, k, 1)
+    return MultimodalDataset("tiny", tuple(specs), k, train, test, validation=blobs(specs, 16, k, 2))
 
 
 def batch_of(split: Split) -> dict[str, torch.Tensor]:

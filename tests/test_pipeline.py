@@ -9,9 +9,10 @@ import torch
 
 from robustmm.attacks import GRIDS
 from robustmm.config import OptimConfig
-from robustmm.errors import TrainingError
+from robustmm.errors import ConfigError, TrainingError
 from robustmm.evaluate import evaluate_pipeline
 from robustmm.models import build_model
+from robustmm.models.base import Chain
 from robustmm.train import seed_everything, train_pipeline
 
 SMALL = {"latent_dim": 16, "common_dim": 16, "head_hidden": 64}
@@ -39,6 +40,7 @@ def test_pipeline_learns_and_is_frozen(toy):
     rows = evaluate_smoke(pipe, toy)
     clean = next(r for r in rows if r["perturbation"] == "clean")
     assert clean["accuracy"] > 0.8 and clean["n"] == len(toy.test)
+    assert {r["split"] for r in rows} == {"test"}
     pgd = sorted((r["eps"], r["accuracy"]) for r in rows if r["perturbation"] == "pgd" and r["target"] == "image")
     assert pgd[-1][1] <= pgd[0][1] <= clean["accuracy"]
     assert {r["model"] for r in rows} == {"gmcwd"} and {r["seed"] for r in rows} == {0}
@@ -62,3 +64,16 @@ def test_max_samples_limits_evaluation(toy):
     rows = evaluate_smoke(pipe, toy, max_samples=50)
     assert {r["n"] for r in rows} == {50}
     assert all(0.0 <= r["accuracy"] <= 1.0 and not math.isnan(r["accuracy"]) for r in rows)
+
+
+def test_split_chooses_the_evaluated_samples(toy):
+    pipe = fit(toy, epochs=1)
+    rows = evaluate_smoke(pipe, toy, split="validation")
+    assert {r["split"] for r in rows} == {"validation"} and {r["n"] for r in rows} == {len(toy.validation)}
+    clean = next(r for r in rows if r["perturbation"] == "clean")
+    chain = Chain(pipe.model, pipe.classifier)
+    with torch.no_grad():
+        correct = int((chain(toy.validation.inputs).argmax(1) == toy.validation.labels).sum())
+    assert clean["correct"] == correct
+    with pytest.raises(ConfigError, match="unknown split 'train'; evaluate on one of test, validation"):
+        evaluate_smoke(pipe, toy, split="train")

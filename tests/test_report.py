@@ -82,13 +82,15 @@ def test_report_writes_results_tables_and_plots(first):
     df = pd.read_parquet(out / "results.parquet")
     assert list(df.columns) == list(COLUMNS)
     assert set(zip(df["model"], df["seed"], strict=True)) == {(m, s) for m in ("gmc", "gmcwd") for s in (0, 1)}
-    assert set(df["n"]) == {30}
+    assert set(df["n"]) == {30} and set(df["split"]) == {"test"}
     summary = pd.read_parquet(out / "summary.parquet")
     assert {"mean", "std", "seeds"} <= set(summary.columns) and set(summary["seeds"]) == {2}
     assert len(summary) == len(df) // 2
 
     md = (out / "report.md").read_text()
     assert md.startswith("# Robustness report")
+    assert "- split: **test** (hyperparameters are chosen on validation)" in md
+    assert ", 30 test samples evaluated per cell" in md
     assert "- dataset: synth-mhd (n_train=200, n_test=60)" in md and "- seeds: 0, 1 (2)" in md
     assert "- epochs: 1 representation, 1 classifier" in md
     assert "- command: `robustmm report --models gmc,gmcwd --seeds 0-1 --epochs 1" in md
@@ -112,6 +114,19 @@ def test_report_writes_results_tables_and_plots(first):
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert plots == [f"{a}_{t}.png" for a in ("bim", "fgsm", "gaussian") for t in ("image", "trajectory")]
     assert all((out / "plots" / p).read_bytes()[:8] == PNG for p in plots)
+
+
+def test_report_on_validation(tmp_path):
+    out = tmp_path / "val"
+    code, _, stderr = _main(
+        ["report", "--models", "gmc", "--seeds", "0", "--split", "validation", *TINY, "--out", str(out)]
+    )
+    assert code == 0, stderr
+    df = pd.read_parquet(out / "results.parquet")
+    assert set(df["split"]) == {"validation"} and set(df["n"]) == {20}  # 10 % of the 200 train samples
+    md = (out / "report.md").read_text()
+    assert "- split: **validation**" in md and "20 validation samples evaluated per cell" in md
+    assert "Accuracy (%) on the validation split" in md
 
 
 def test_cache_layout_and_config_round_trip(first):

@@ -66,6 +66,17 @@ def test_mean_std_over_seeds():
     assert fgsm["mean"] == pytest.approx(0.65)
 
 
+def test_split_column_old_rows_and_no_mixed_tables():
+    df = to_frame(ROWS)  # rows from before the split column: they were all on test
+    assert list(COLUMNS)[:3] == ["model", "dataset", "split"] and set(df["split"]) == {"test"}
+    assert summary_markdown(df).startswith("Accuracy (%) on the test split")
+    val = to_frame([{**r, "split": "validation"} for r in ROWS])
+    assert summary_markdown(val).startswith("Accuracy (%) on the validation split")
+    assert set(summarise(val)["split"]) == {"validation"}
+    with pytest.raises(DataError, match="the results mix the splits test, validation; a table states one split"):
+        summary_markdown(pd.concat([df, val], ignore_index=True))
+
+
 def test_markdown_tables_in_thesis_layout():
     md = summary_markdown(to_frame(ROWS))
     assert "## Clean and missing modality" in md

@@ -3,6 +3,13 @@
 A dataset declares its modalities (name, kind, shape, value range); models pick their
 per-modality networks from the kind and shape, attacks clamp to the value range. Splits hold
 whole tensors so training and evaluation never loop over Python samples.
+
+Every dataset has three splits: train (fits the models), validation (selects hyperparameters:
+a sweep's objectives are computed on it) and test (the numbers `robustmm run` / `report`
+state). A loader reads the raw train and test splits (and a validation split where the
+dataset ships one) as `RawData`; `load_dataset` carves the validation split out of train
+(seeded, stratified: options `validation_fraction`, `validation_seed`, which every dataset
+accepts) and only then normalises, with the statistics of the remaining train samples.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from robustmm.config import SPLITS
+from robustmm.data.splits import check_fraction, check_seed, stratified_holdout
 from robustmm.errors import ConfigError, DataError
 from robustmm.registry import Registry
 
@@ -71,14 +80,15 @@ class MultimodalDataset:
     train: Split
     test: Split
     info: dict[str, Any] = field(default_factory=dict)
+    validation: Split = field(kw_only=True)
 
     def __post_init__(self) -> None:
         if len(self.modalities) < 1:
             raise DataError(f"dataset {self.name!r} declares no modality")
-        for split in (self.train, self.test):
+        for which, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
             for spec in self.modalities:
                 if spec.name not in split.inputs:
-                    raise DataError(f"dataset {self.name!r} lacks modality {spec.name!r} in a split")
+                    raise DataError(f"dataset {self.name!r} lacks modality {spec.name!r} in its {which} split")
                 got = tuple(split.inputs[spec.name].shape[1:])
                 if got != spec.shape:
                     raise DataError(
@@ -99,44 +109,113 @@ class MultimodalDataset:
     def value_ranges(self) -> dict[str, tuple[float, float]]:
         return {s.name: s.value_range for s in self.modalities}
 
+    def split(self, name: str) -> Split:
+        """The evaluation split called `name` (one of `SPLITS`)."""
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}; evaluate on one of {', '.join(SPLITS)}")
+        return self.test if name == "test" else self.validation
+
     def to(self, device: torch.device | str) -> MultimodalDataset:
-        return replace(self, train=self.train.to(device), test=self.test.to(device))
+        return replace(
+            self, train=self.train.to(device), validation=self.validation.to(device), test=self.test.to(device)
+        )
 
     def select(self, names: tuple[str, ...] | list[str]) -> MultimodalDataset:
         """Keep only the named modalities, in the given order."""
         specs = tuple(self.spec(n) for n in names)
         keep = lambda s: Split({n: s.inputs[n] for n in names}, s.labels)  # noqa: E731
-        return replace(self, modalities=specs, train=keep(self.train), test=keep(self.test))
+        return replace(
+            self,
+            modalities=specs,
+            train=keep(self.train),
+            validation=keep(self.validation),
+            test=keep(self.test),
+        )
 
 
 def minmax_normalise(
-    train: Mapping[str, Tensor], test: Mapping[str, Tensor]
-) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, tuple[float, float]]]:
+    train: Mapping[str, Tensor], *others: Mapping[str, Tensor]
+) -> tuple[dict[str, Tensor], list[dict[str, Tensor]], dict[str, tuple[float, float]]]:
     """Scale every modality to [0, 1] with the TRAIN split's min and max.
 
-    Test values outside the train range are clamped so the declared value range holds for
-    every split (attacks clamp to it). Returns the scaled splits and the statistics used.
+    Values of the `others` (validation, test) outside the train range are clamped so the
+    declared value range holds for every split (attacks clamp to it). Returns the scaled train
+    split, the scaled others in order, and the statistics used.
     """
-    out_train, out_test, stats = {}, {}, {}
+    out_train: dict[str, Tensor] = {}
+    out_others: list[dict[str, Tensor]] = [{} for _ in others]
+    stats = {}
     for name, x in train.items():
         lo, hi = float(x.min()), float(x.max())
         scale = hi - lo if hi > lo else 1.0
         out_train[name] = ((x - lo) / scale).float()
-        out_test[name] = ((test[name] - lo) / scale).clamp(0.0, 1.0).float()
+        for src, dst in zip(others, out_others, strict=True):
+            dst[name] = ((src[name] - lo) / scale).clamp(0.0, 1.0).float()
         stats[name] = (lo, hi)
-    return out_train, out_test, stats
+    return out_train, out_others, stats
+
+
+@dataclass
+class RawData:
+    """What a loader reads, before the validation split is carved and anything is normalised.
+
+    `validation` is None unless the dataset ships its own validation files. Inputs are in the
+    files' units; `finish` scales them to the modalities' [0, 1] value range."""
+
+    name: str
+    modalities: tuple[ModalitySpec, ...]
+    num_classes: int
+    train: Split
+    test: Split
+    validation: Split | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def finish(raw: RawData, validation_fraction: float, validation_seed: int) -> MultimodalDataset:
+    """Carve validation out of train (unless the dataset brought its own), then min-max scale
+    every split with the statistics of the train samples that remain (`minmax_normalise`)."""
+    fraction, seed = check_fraction(validation_fraction), check_seed(validation_seed)
+    train, validation = raw.train, raw.validation
+    if validation is None:
+        keep, held = stratified_holdout(train.labels, fraction, seed)
+        train, validation = train.subset(keep), train.subset(held)
+        how = {"source": "carved from train", "fraction": fraction, "seed": seed}
+    else:
+        how = {"source": "the dataset's validation files"}
+    names = [s.name for s in raw.modalities]
+    pick = lambda s: {n: s.inputs[n] for n in names}  # noqa: E731
+    tr, (va, te), stats = minmax_normalise(pick(train), pick(validation), pick(raw.test))
+    info = {
+        **raw.info,
+        "normalisation": "min-max with the statistics of train (validation carved out first); "
+        "validation and test clamped to [0, 1]",
+        "norm_stats": stats,
+        "validation": how,
+        "sizes": {"train": len(train), "validation": len(validation), "test": len(raw.test)},
+    }
+    return MultimodalDataset(
+        raw.name,
+        raw.modalities,
+        raw.num_classes,
+        Split(tr, train.labels),
+        Split(te, raw.test.labels),
+        info,
+        validation=Split(va, validation.labels),
+    )
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
     """A registered dataset: its loader, the options it accepts (with defaults), one-line summary.
 
-    `load(data_dir=..., **options)` returns a MultimodalDataset normalised with train stats.
-    Datasets that need randomness take their own `data_seed` option (default 0), so the data
-    stay the same across the run seeds that vary model initialisation.
+    `load(data_dir=..., **options)` returns the dataset's `RawData`; `load_dataset` carves the
+    validation split and normalises. `defaults` holds the loader's own options plus the
+    `VALIDATION_OPTIONS` every dataset accepts. Datasets that need randomness take their own
+    `data_seed` option (default 0), so the data stay the same across the run seeds that vary
+    model initialisation.
     """
 
-    load: Callable[..., MultimodalDataset]
+    load: Callable[..., RawData]
     defaults: Mapping[str, Any]
     summary: str
     needs_data_dir: bool
@@ -144,12 +223,19 @@ class DatasetEntry:
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
+VALIDATION_OPTIONS: dict[str, Any] = {"validation_fraction": 0.1, "validation_seed": 0}
+"""Options of every dataset: the share of train held out for validation and the seed of that split."""
+
 
 def register_dataset(
     name: str, *, defaults: Mapping[str, Any], summary: str, needs_data_dir: bool
-) -> Callable[[Callable[..., MultimodalDataset]], Callable[..., MultimodalDataset]]:
-    def deco(fn: Callable[..., MultimodalDataset]) -> Callable[..., MultimodalDataset]:
-        DATASETS.add(name, DatasetEntry(fn, dict(defaults), summary, needs_data_dir))
+) -> Callable[[Callable[..., RawData]], Callable[..., RawData]]:
+    clash = sorted(set(defaults) & set(VALIDATION_OPTIONS))
+    if clash:
+        raise ConfigError(f"dataset {name!r} declares option {clash[0]!r}, which every dataset has already")
+
+    def deco(fn: Callable[..., RawData]) -> Callable[..., RawData]:
+        DATASETS.add(name, DatasetEntry(fn, {**defaults, **VALIDATION_OPTIONS}, summary, needs_data_dir))
         return fn
 
     return deco
@@ -173,7 +259,9 @@ def load_dataset(
     opts = check_options("dataset", name, options or {}, entry.defaults)
     if entry.needs_data_dir and data_dir is None:
         raise ConfigError(f"dataset {name!r} needs --data-dir pointing at its files")
-    return entry.load(data_dir=Path(data_dir) if data_dir is not None else None, **opts)
+    fraction, seed = check_fraction(opts.pop("validation_fraction")), check_seed(opts.pop("validation_seed"))
+    raw = entry.load(data_dir=Path(data_dir) if data_dir is not None else None, **opts)
+    return finish(raw, fraction, seed)
 
 
 def cache_root() -> Path:

@@ -14,8 +14,9 @@ sees one 1×32×128 spectrogram [mel bin, frame]: chunk k fills columns 32k..32k
 `out[0, f, 32k + t] = chunk[k, t, f]`. This module does the same, and `save_mhd_split` writes
 the inverse, so files written here read back bit-identically.
 
-Every modality is scaled to [0, 1] with the TRAIN split's min/max (`minmax_normalise`); the
-public rgmc code normalised the test set with its own statistics, which leaks test data.
+Every modality is scaled to [0, 1] with the TRAIN split's min/max (`minmax_normalise`, after
+`load_dataset` carved the validation split out of train); the public rgmc code normalised the
+test set with its own statistics, which leaks test data.
 `synth-mhd` writes this same format and loads through `load_mhd_dir`.
 """
 
@@ -32,7 +33,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import Tensor
 
-from robustmm.data.base import ModalitySpec, MultimodalDataset, Split, minmax_normalise, register_dataset
+from robustmm.data.base import ModalitySpec, RawData, Split, register_dataset
 from robustmm.errors import ConfigError, DataError
 
 TRAIN_FILE = "mhd_train.pt"
@@ -196,8 +197,9 @@ def load_mhd_dir(
     name: str = "mhd",
     info: Mapping[str, Any] | None = None,
     missing_hint: str = SOURCE_HINT,
-) -> MultimodalDataset:
-    """Read `mhd_train.pt` / `mhd_test.pt` from `data_dir`, keep `modalities`, scale with train stats."""
+) -> RawData:
+    """Read `mhd_train.pt` / `mhd_test.pt` from `data_dir` and keep `modalities`, unscaled
+    (`load_dataset` carves validation from train, then scales with the remaining train's stats)."""
     names = check_modalities(name, modalities)
     data_dir = Path(data_dir)
     paths = {"train": data_dir / TRAIN_FILE, "test": data_dir / TEST_FILE}
@@ -208,21 +210,18 @@ def load_mhd_dir(
             f"{TRAIN_FILE} and {TEST_FILE} there; {missing_hint}"
         )
     train, test = read_mhd_split(paths["train"]), read_mhd_split(paths["test"])
-    tr, te, stats = minmax_normalise({m: train.modality(m) for m in names}, {m: test.modality(m) for m in names})
     meta = {
         "data_dir": str(data_dir),
-        "normalisation": "min-max with train statistics, test clamped to [0, 1]",
-        "norm_stats": stats,
         "traj_norm": {k: _norm_value(v) for k, v in train.traj_norm.items()},
         "sound_norm": {k: _norm_value(v) for k, v in train.sound_norm.items()},
     }
     meta.update(info or {})
-    return MultimodalDataset(
+    return RawData(
         name=name,
         modalities=tuple(MHD_MODALITIES[m] for m in names),
         num_classes=NUM_CLASSES,
-        train=Split(tr, train.labels),
-        test=Split(te, test.labels),
+        train=Split({m: train.modality(m) for m in names}, train.labels),
+        test=Split({m: test.modality(m) for m in names}, test.labels),
         info=meta,
     )
 
@@ -273,7 +272,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     summary="Multimodal Handwritten Digits (GMC release): image 1x28x28, trajectory 200, sound 1x32x128",
     needs_data_dir=True,
 )
-def load(*, data_dir: Path, modalities: Iterable[str]) -> MultimodalDataset:
+def load(*, data_dir: Path, modalities: Iterable[str]) -> RawData:
     names = check_modalities("mhd", modalities)
     if data_dir is None:
         raise ConfigError(f"dataset 'mhd' needs --data-dir pointing at the folder with {TRAIN_FILE} and {TEST_FILE}")

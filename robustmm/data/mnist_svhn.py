@@ -11,7 +11,8 @@ Differences from MMVAE, on purpose: the randomness is a seeded numpy Generator (
 so the data do not change with the run seed; the per-class index lists keep file order before
 truncation (MMVAE took them from an unstable `torch.sort`); and values are min-max scaled with
 TRAIN-split statistics (`minmax_normalise`) instead of `ToTensor`'s fixed /255, which gives the
-same [0, 1] range for 8-bit images.
+same [0, 1] range for 8-bit images. The validation split is carved from the train pairs; with
+dm > 1 an image occurs in several pairs, so a validation pair may share one image with a train pair.
 
 Files are the ones torchvision's downloaders write (run them once on a machine with internet):
     <data_dir>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte   MNIST(root, download=True)
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustmm.data.base import ModalitySpec, MultimodalDataset, Split, minmax_normalise, register_dataset
+from robustmm.data.base import ModalitySpec, RawData, Split, register_dataset
 from robustmm.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def _check_modalities(modalities: Sequence[str] | str) -> tuple[str, ...]:
     summary="MNIST digits paired with SVHN digits of the same class (MMVAE pairing; torchvision files)",
     needs_data_dir=True,
 )
-def load(*, data_dir: Path, modalities: Sequence[str], dm: int, max_d: int, data_seed: int) -> MultimodalDataset:
+def load(*, data_dir: Path, modalities: Sequence[str], dm: int, max_d: int, data_seed: int) -> RawData:
     """Pair the train files into the train split and the test files into the test split."""
     names = _check_modalities(modalities)
     dm, max_d = _positive_int("dm", dm), _positive_int("max_d", max_d)
@@ -178,12 +179,11 @@ def load(*, data_dir: Path, modalities: Sequence[str], dm: int, max_d: int, data
         counts[split] = np.bincount(mnist_y[ia], minlength=10).tolist()
         log.info("mnist-svhn %s: %d pairs from %d MNIST and %d SVHN images", split, len(ia), len(mnist_y), len(svhn_y))
 
-    train, test, stats = minmax_normalise(raw["train"], raw["test"])
-    return MultimodalDataset(
+    return RawData(
         name="mnist-svhn",
         modalities=tuple(MODALITIES[n] for n in names),
         num_classes=10,
-        train=Split(train, labels["train"]),
-        test=Split(test, labels["test"]),
-        info={"norm_stats": stats, "pairs_per_class": counts, "dm": dm, "max_d": max_d, "data_seed": int(data_seed)},
+        train=Split(raw["train"], labels["train"]),
+        test=Split(raw["test"], labels["test"]),
+        info={"pairs_per_class": counts, "dm": dm, "max_d": max_d, "data_seed": int(data_seed)},
     )

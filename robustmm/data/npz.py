@@ -1,6 +1,8 @@
 """Bring-your-own modalities from two `.npz` files (e.g. precomputed audio/visual embeddings).
 
-Layout: `<data_dir>/train.npz` and `<data_dir>/test.npz` (names configurable), each written with
+Layout: `<data_dir>/train.npz` and `<data_dir>/test.npz` (names configurable), and optionally a
+validation file (option `validation_file`; without it the validation split is carved from
+train, options `validation_fraction` / `validation_seed`), each written with
 `np.savez(path, label=y, <modality>=x, ...)`: one array per modality whose first axis is the
 sample, plus an integer `label` array of the same length. Files are read with
 allow_pickle=False, so object arrays are refused rather than executed.
@@ -12,7 +14,8 @@ Kind inference (the kind picks the encoder/decoder family), from the per-sample 
 Anything else (2-D per sample, 4-D, ...) has no obvious family: pass `kinds={"name": kind}`.
 `kinds` may name only some modalities; the others are inferred.
 
-Every modality is min-max scaled to [0, 1] with TRAIN statistics (`minmax_normalise`).
+Every modality is min-max scaled to [0, 1] with TRAIN statistics (`minmax_normalise`, computed
+after the validation split was carved out).
 """
 
 from __future__ import annotations
@@ -28,9 +31,8 @@ import torch
 from robustmm.data.base import (
     MODALITY_KINDS,
     ModalitySpec,
-    MultimodalDataset,
+    RawData,
     Split,
-    minmax_normalise,
     register_dataset,
 )
 from robustmm.errors import ConfigError, DataError
@@ -57,7 +59,8 @@ def _read(path: Path, split: str) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(
             f"npz: {split} file {path} not found; expected a directory holding the train and test files "
-            f"(options train_file/test_file), each written with np.savez(path, label=<N ints>, "
+            f"(options train_file/test_file, and validation_file if given), each written with "
+            f"np.savez(path, label=<N ints>, "
             f"<modality>=<N×...>, ...)"
         )
     try:
@@ -117,10 +120,12 @@ def _select(modalities: Sequence[str] | str | None, train: Mapping[str, np.ndarr
         "modalities": None,
         "train_file": "train.npz",
         "test_file": "test.npz",
+        "validation_file": None,
         "kinds": None,
         "num_classes": None,
     },
-    summary="bring your own modalities: train.npz/test.npz with one array per modality plus 'label'",
+    summary="bring your own modalities: train.npz/test.npz (and a validation file, optional) "
+    "with one array per modality plus 'label'",
     needs_data_dir=True,
 )
 def load(
@@ -129,19 +134,26 @@ def load(
     modalities: Sequence[str] | None,
     train_file: str,
     test_file: str,
+    validation_file: str | None,
     kinds: Mapping[str, str] | None,
     num_classes: int | None,
-) -> MultimodalDataset:
-    """Read, validate, infer kinds and normalise; every problem is one DataError/ConfigError."""
-    paths = {"train": Path(data_dir) / train_file, "test": Path(data_dir) / test_file}
+) -> RawData:
+    """Read, validate and infer kinds; every problem is one DataError/ConfigError."""
+    files = {"train": train_file, "test": test_file}
+    if validation_file is not None:
+        if not isinstance(validation_file, str) or not validation_file:
+            raise ConfigError(f"npz option validation_file must be a file name or null, got {validation_file!r}")
+        files["validation"] = validation_file
+    paths = {split: Path(data_dir) / f for split, f in files.items()}
     arrays = {split: _read(path, split) for split, path in paths.items()}
     names = _select(modalities, arrays["train"], paths["train"])
-    test_extra = sorted(set(arrays["test"]) - set(arrays["train"]))
-    if modalities is None and test_extra:
-        raise DataError(
-            f"npz: {paths['test']} has modalities {test_extra} that {paths['train']} lacks; "
-            f"add them to the train file or name the ones to load with the option modalities"
-        )
+    for split in [s for s in paths if s != "train"]:
+        extra = sorted(set(arrays[split]) - set(arrays["train"]))
+        if modalities is None and extra:
+            raise DataError(
+                f"npz: {paths[split]} has modalities {extra} that {paths['train']} lacks; "
+                f"add them to the train file or name the ones to load with the option modalities"
+            )
 
     for split, path in paths.items():
         n = len(arrays[split][LABEL])
@@ -150,9 +162,11 @@ def load(
                 raise DataError(f"npz: modality {name!r} is in {paths['train']} but not in {path}")
             _check_modality(path, name, arrays[split][name], n)
     for name in names:
-        tr, te = arrays["train"][name].shape[1:], arrays["test"][name].shape[1:]
-        if tr != te:
-            raise DataError(f"npz: modality {name!r} has per-sample shape {tr} in train but {te} in test")
+        tr = arrays["train"][name].shape[1:]
+        for split in [s for s in paths if s != "train"]:
+            other = arrays[split][name].shape[1:]
+            if tr != other:
+                raise DataError(f"npz: modality {name!r} has per-sample shape {tr} in train but {other} in {split}")
 
     if kinds is not None and not isinstance(kinds, Mapping):
         raise ConfigError(f"npz option kinds must be a mapping modality -> kind, got {kinds!r}")
@@ -171,21 +185,25 @@ def load(
     elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes <= max_label:
         raise ConfigError(f"npz option num_classes={num_classes!r} must be an integer > the largest label {max_label}")
 
-    raw = {s: {n: torch.from_numpy(arrays[s][n].astype(np.float32)) for n in names} for s in arrays}
-    train, test, stats = minmax_normalise(raw["train"], raw["test"])
-    labels = {s: torch.from_numpy(arrays[s][LABEL].astype(np.int64)) for s in arrays}
+    splits = {
+        s: Split(
+            {n: torch.from_numpy(arrays[s][n].astype(np.float32)) for n in names},
+            torch.from_numpy(arrays[s][LABEL].astype(np.int64)),
+        )
+        for s in arrays
+    }
     log.info(
-        "npz: %d train / %d test samples, modalities %s, %d classes",
-        len(labels["train"]),
-        len(labels["test"]),
+        "npz: %s samples, modalities %s, %d classes",
+        " / ".join(f"{len(v)} {s}" for s, v in splits.items()),
         ", ".join(f"{s.name}:{s.kind}{s.shape}" for s in specs),
         num_classes,
     )
-    return MultimodalDataset(
+    return RawData(
         name="npz",
         modalities=tuple(specs),
         num_classes=int(num_classes),
-        train=Split(train, labels["train"]),
-        test=Split(test, labels["test"]),
-        info={"norm_stats": stats, "files": {"train": str(train_file), "test": str(test_file)}},
+        train=splits["train"],
+        test=splits["test"],
+        validation=splits.get("validation"),
+        info={"files": {s: str(f) for s, f in files.items()}},
     )

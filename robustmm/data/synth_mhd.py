@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustmm.data.base import MultimodalDataset, cache_root, register_dataset
+from robustmm.data.base import RawData, cache_root, register_dataset
 from robustmm.data.mhd import (
     NUM_CLASSES,
     TEST_FILE,
@@ -529,7 +529,7 @@ def load(
     n_test: int,
     data_seed: int,
     difficulty: float,
-) -> MultimodalDataset:
+) -> RawData:
     names = check_modalities("synth-mhd", modalities)
     n_train = _check_int("n_train", n_train, NUM_CLASSES)
     n_test = _check_int("n_test", n_test, 1)

@@ -19,6 +19,7 @@ from ray import tune
 
 from robustmm.objectives import Objective
 from robustmm.tracking import Tracker
+from robustmm.tune.space import SWEEP_SPLIT
 from robustmm.tune.trainable import NUMBER_KEY, read_rows
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,11 @@ class TrackingCallback(tune.Callback):
         if run_id is None:
             number = trial_number(trial)
             name = f"trial-{number:03d}" if number is not None else trial.trial_id
-            tags = {"trial_number": "" if number is None else str(number), "ray_trial_id": trial.trial_id}
+            tags = {
+                "trial_number": "" if number is None else str(number),
+                "ray_trial_id": trial.trial_id,
+                "split": SWEEP_SPLIT,
+            }
             run_id, existed = self.tracker.start_child(self.parent_id, trial_key(trial), name, tags)
             self._runs[trial.trial_id] = run_id
             self._last_step[trial.trial_id] = self.tracker.last_step(run_id, STEP_METRIC) if existed else -1

@@ -7,7 +7,7 @@ A sweep directory (`--out`) holds everything needed to inspect and resume it:
     optuna.db         the Optuna study (SQLite; only the driver writes it)
     mlflow.db         MLflow runs when no tracking server is given; artifacts in mlartifacts/
     ray/<name>/       Ray Tune's experiment (trial checkpoints, results) unless --storage is given
-    trials.parquet    one row per trial: number, status, objectives, params, pareto_rank
+    trials.parquet    one row per trial: number, status, split (validation), objectives, params, pareto_rank
     rows.parquet      every grid row of every complete trial, with its trial number
     front.md|.parquet|.png|.html   the Pareto front (also on the MLflow parent run)
 """
@@ -36,7 +36,7 @@ from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
 from robustmm.tune import pareto
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
-from robustmm.tune.space import SweepSpec, corner_configs, parse_sweep
+from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
 from robustmm.tune.trainable import read_rows, train_trial
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ def run_sweep(
                 "command": shlex.join(sys.argv),
                 "sampler": spec.sampler,
                 "objectives": ", ".join(spec.keys),
+                "split": SWEEP_SPLIT,
             },
         )
         tracker.log_artifact(parent, out / SPEC_FILE)
@@ -318,6 +319,7 @@ def collect(grid: Any, spec: SweepSpec, unfinished: set[int] = frozenset()) -> t
             "trial_id": metrics.get("trial_id", ""),
             "status": status,
             "failure_reason": reason,
+            "split": SWEEP_SPLIT,
         }
         for o in spec.objectives:
             record[o.key] = float(metrics[o.key]) if status == "complete" and o.key in metrics else float("nan")
@@ -393,14 +395,17 @@ def load_sweep_dir(out: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
 
 
 def picked_config(out: str | Path, number: int) -> dict[str, Any]:
-    """The run config of trial `number` of the sweep in `out`, ready for `robustmm run --config`."""
+    """The run config of trial `number` of the sweep in `out`, ready for `robustmm run --config`:
+    chosen on validation, it evaluates on test."""
     spec, trials = load_sweep_dir(out)
     hit = trials[trials["trial"] == number]
     if hit.empty:
         raise ConfigError(f"trial {number} is not in {out}; its trials: {', '.join(map(str, trials['trial']))}")
     rec = hit.iloc[0].to_dict()
     values = {k.removeprefix("param."): _plain(v) for k, v in rec.items() if k.startswith("param.") and not _nan(v)}
-    return spec.run_config(values).to_dict()
+    config = spec.run_config(values).to_dict()
+    config["eval"]["split"] = "test"
+    return config
 
 
 def _nan(v: Any) -> bool:

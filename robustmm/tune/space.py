@@ -2,7 +2,8 @@
 
     name: gmcwd_weights                 # MLflow experiment and Optuna study name
     description: ...
-    run: {model: {name: gmcwd}, ...}    # the fixed settings: a run config (`robustmm run --config`)
+    run: {model: {name: gmcwd}, ...}    # the fixed settings: a run config (`robustmm run --config`);
+                                        # its eval.split is validation: trials never see test
     space:                              # dotted run-config keys -> distributions
       model.noise_sigma: {type: float, low: 0.0, high: 1.0}
       train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
@@ -20,6 +21,10 @@
 
 The space is compiled to an Optuna define-by-run function, so conditional parameters are
 sampled only when their condition holds (and take the run config's value otherwise).
+
+A sweep selects on the validation split: every trial is scored there (`eval.split` is set to
+validation; a sweep that asks for test is refused). Test numbers come from `robustmm pick`, whose
+config evaluates on test, then `robustmm run`.
 """
 
 from __future__ import annotations
@@ -55,6 +60,11 @@ SECTIONS = (
     "smoke",
 )
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp")
+SWEEP_SPLIT = "validation"
+"""The split every trial is scored on; test stays unseen until `robustmm pick` + `robustmm run`."""
+TEST_NUMBERS = (
+    "for test numbers run `robustmm pick DIR --trial N --out picked.yaml`, then `robustmm run --config picked.yaml`"
+)
 PARAM_TYPES = ("float", "int", "categorical")
 PARAM_KEYS = {
     "float": ("type", "low", "high", "log", "step", "when"),
@@ -293,10 +303,12 @@ def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
         raise ConfigError(f"sweep name {name!r} must be a non-empty word of letters, digits, _ - .")
-    run = _mapping(raw, "run")
+    run = on_validation(_mapping(raw, "run"))
     space = _mapping(raw, "space")
     if not space:
         raise ConfigError("the sweep's space is empty; name at least one config key to search")
+    if "eval.split" in space:
+        raise ConfigError(f"space.eval.split: a sweep selects on validation, it searches no split; {TEST_NUMBERS}")
     params = tuple(Param.parse(str(k), v) for k, v in space.items())
     seen: set[str] = set()
     for p in params:
@@ -371,6 +383,20 @@ def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
         spec.grid()  # every parameter must have grid values
     corner_configs(spec)
     return spec
+
+
+def on_validation(run: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's run config with eval.split = validation; run.eval.split: test is refused."""
+    ev = run.get("eval")
+    if ev is not None and not isinstance(ev, Mapping):
+        return run  # from_dict names the bad section
+    split = (ev or {}).get("split", SWEEP_SPLIT)
+    if split != SWEEP_SPLIT:
+        raise ConfigError(
+            f"run.eval.split is {split!r}, but a sweep selects on validation (its objectives never see test); "
+            f"drop eval.split — {TEST_NUMBERS}"
+        )
+    return {**run, "eval": {**(ev or {}), "split": SWEEP_SPLIT}}
 
 
 def corner_configs(spec: SweepSpec) -> list[RunConfig]:

@@ -4,7 +4,8 @@ One trial = the sweep's run config with the sampled values set, trained and eval
 seeds. Every epoch is reported (stage-prefixed metrics, e.g. `representation/loss`), with a
 checkpoint every `checkpoint_every` epochs that holds all the state needed to continue bit for
 bit; a retried trial picks up from it. The last report carries the objectives, and its
-checkpoint the trial's grid rows (`rows.parquet`).
+checkpoint the trial's grid rows (`rows.parquet`). Trials are evaluated on the validation split
+only (`SWEEP_SPLIT`): the test split never reaches an objective.
 
 A loss that turns NaN/inf is the trial's own fault, not a crash: retrying would diverge again.
 Such a trial reports `trial_status: failed` with the reason and ends; the sweep goes on.
@@ -34,7 +35,7 @@ from robustmm.experiment import model_cells
 from robustmm.models.base import build_model
 from robustmm.objectives import certificate_metrics, compute_objectives
 from robustmm.train import Checkpointing, LoopState, resolve_device, seed_everything, train_pipeline
-from robustmm.tune.space import SweepSpec
+from robustmm.tune.space import SWEEP_SPLIT, SweepSpec
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +155,14 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
             max_samples=cfg.eval.max_samples,
             batched=cfg.eval.batched,
             labels={"model": cfg.model, "dataset": cfg.dataset},
+            split=SWEEP_SPLIT,
         )
         timing["eval_seconds"] += time.perf_counter() - t0
         state = None
 
     objectives = compute_objectives(spec.objectives, pd.DataFrame(rows))
     final = {**objectives, **certificate_metrics(rows), **timing, "trial_status": "complete", "device": str(device)}
+    final["split"] = SWEEP_SPLIT
     payload = {"seed_index": len(cfg.seeds), "rows": rows, "loop": None, "timing": timing, "done": True}
     with tempfile.TemporaryDirectory() as d:
         tune.report(final, checkpoint=_save(Path(d), payload, rows))

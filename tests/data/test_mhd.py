@@ -59,8 +59,10 @@ def test_loads_release_format_with_all_modalities(mhd_dir):
         "trajectory": ("vector", (200,)),
         "sound": ("sound", (1, 32, 128)),
     }
-    assert (len(ds.train), len(ds.test)) == (30, 12)
-    for split in (ds.train, ds.test):
+    # 3 samples per class: one of each class is held out for validation
+    assert (len(ds.train), len(ds.validation), len(ds.test)) == (20, 10, 12)
+    assert torch.bincount(ds.validation.labels, minlength=10).tolist() == [1] * 10
+    for split in (ds.train, ds.validation, ds.test):
         assert split.labels.dtype == torch.int64
         for x in split.inputs.values():
             assert x.dtype == torch.float32
@@ -77,7 +79,9 @@ def test_default_modalities_and_order(mhd_dir):
 
 
 def test_normalisation_uses_train_statistics(tmp_path):
-    write(tmp_path / TRAIN_FILE, fake_split(20, 0, traj_range=(0.0, 10.0)))
+    train = fake_split(20, 0, traj_range=(0.0, 10.0))
+    train["trajectories"][:, :2] = torch.tensor([0.0, 10.0])  # the range in every sample, whichever are held out
+    write(tmp_path / TRAIN_FILE, train)
     test = fake_split(10, 1, traj_range=(-5.0, 20.0))
     test["trajectories"][1, 0] = 5.0  # mid-range of TRAIN -> 0.5
     write(tmp_path / TEST_FILE, test)
@@ -145,11 +149,13 @@ def test_sound_chunks_become_columns(mhd_dir):
         assert torch.equal(spec[0, 0, :, 32 * c : 32 * c + 32], chunks[0, c].T)
     assert torch.equal(spectrogram_to_sound_chunks(spec), chunks)
 
-    split = fake_split(2, 0)
-    split["sounds"] = chunks
+    split = fake_split(4, 0)  # two classes of two: one sample of each is held out for validation
+    split["labels"] = torch.tensor([0, 0, 1, 1])
+    split["sounds"] = chunks[:1].repeat(4, 1, 1, 1)
     write(mhd_dir / TRAIN_FILE, split)
     ds = load_dataset("mhd", data_dir=mhd_dir, options={"modalities": ("sound",)})
     lo, hi = ds.info["norm_stats"]["sound"]
+    assert len(ds.train) == 2
     assert torch.allclose(ds.train.inputs["sound"] * (hi - lo) + lo, spec, atol=1e-2)
 
 

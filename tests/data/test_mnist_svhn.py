@@ -17,7 +17,7 @@ import scipy.io
 import torch
 
 from robustmm.data import mnist_svhn
-from robustmm.data.base import load_dataset
+from robustmm.data.base import Split, load_dataset
 from robustmm.errors import ConfigError, DataError
 
 MNIST_MAX = {"train": 200, "t10k": 250}  # max pixel of every MNIST image, per file
@@ -76,9 +76,19 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def pairs(ds, split: str) -> Split:
+    """The pairs made from the `split` files: for the train files, train and the validation
+    split carved from it, together."""
+    if split == "test":
+        return ds.test
+    both = (ds.train, ds.validation)
+    inputs = {k: torch.cat([s.inputs[k] for s in both]) for k in ds.train.inputs}
+    return Split(inputs, torch.cat([s.labels for s in both]))
+
+
 def decode(ds, split: str) -> dict[str, np.ndarray]:
     """Class and file index of the MNIST and SVHN sample in every pair."""
-    s = (ds.train if split == "train" else ds.test).inputs
+    s = pairs(ds, split).inputs
     m_max = MNIST_MAX["train"]  # train statistics scale both splits
     return {
         "mnist_label": torch.round(s["mnist"][:, 0, 0, 0] * m_max).long().numpy(),
@@ -96,7 +106,7 @@ def expected_counts(split_m: str, split_s: str, max_d: int, dm: int) -> np.ndarr
 def test_pair_counts_and_labels_agree(root: Path, dm: int, max_d: int) -> None:
     ds = load_dataset("mnist-svhn", data_dir=root, options={"dm": dm, "max_d": max_d})
     for split, split_m, split_s in (("train", "train", "train"), ("test", "t10k", "test")):
-        labels = (ds.train if split == "train" else ds.test).labels
+        labels = pairs(ds, split).labels
         want = expected_counts(split_m, split_s, max_d, dm)
         assert len(labels) == want.sum()
         assert np.bincount(labels.numpy(), minlength=10).tolist() == want.tolist()

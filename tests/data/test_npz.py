@@ -31,10 +31,12 @@ def write(root: Path, train: dict, test: dict, names: tuple[str, str] = ("train.
 
 
 def test_round_trip_kinds_and_train_statistics(tmp_path: Path) -> None:
-    train, test = arrays(12, 0), arrays(5, 1)
+    train, test, validation = arrays(12, 0), arrays(5, 1), arrays(3, 2)
     test["label"][0] = 6  # the largest label only in test: num_classes counts both splits
     test["feat"][0, 0] = train["feat"].max() + 10  # beyond the train range: clamped
-    ds = load_dataset("npz", data_dir=write(tmp_path, train, test))
+    validation["feat"][1, 2] = train["feat"].min() - 10
+    np.savez(tmp_path / "val.npz", **validation)  # its own validation file: nothing is carved from train
+    ds = load_dataset("npz", data_dir=write(tmp_path, train, test), options={"validation_file": "val.npz"})
 
     assert ds.modality_names == ("feat", "img", "photo")  # sorted, label excluded
     assert {s.name: (s.kind, s.shape) for s in ds.modalities} == {
@@ -44,16 +46,19 @@ def test_round_trip_kinds_and_train_statistics(tmp_path: Path) -> None:
     }
     assert ds.num_classes == 7
     assert torch.equal(ds.train.labels, torch.from_numpy(train["label"]).long())
+    assert torch.equal(ds.validation.labels, torch.from_numpy(validation["label"]).long())
     assert ds.train.labels.dtype == torch.int64 and len(ds.test) == 5
     for name in ds.modality_names:
         lo, hi = float(train[name].min()), float(train[name].max())
         assert ds.info["norm_stats"][name] == pytest.approx((lo, hi))
-        want_train = (train[name].astype(np.float64) - lo) / (hi - lo)
-        want_test = np.clip((test[name].astype(np.float64) - lo) / (hi - lo), 0, 1)
-        assert np.allclose(ds.train.inputs[name].numpy(), want_train, atol=1e-6)
-        assert np.allclose(ds.test.inputs[name].numpy(), want_test, atol=1e-6)
-        assert ds.train.inputs[name].dtype == torch.float32
+        for split, raw in ((ds.train, train), (ds.validation, validation), (ds.test, test)):
+            want = np.clip((raw[name].astype(np.float64) - lo) / (hi - lo), 0, 1)
+            assert np.allclose(split.inputs[name].numpy(), want, atol=1e-6)
+            assert split.inputs[name].dtype == torch.float32
     assert float(ds.test.inputs["feat"][0, 0]) == 1.0
+    assert float(ds.validation.inputs["feat"][1, 2]) == 0.0
+    assert ds.info["files"] == {"train": "train.npz", "test": "test.npz", "validation": "val.npz"}
+    assert ds.info["validation"] == {"source": "the dataset's validation files"}
 
 
 def test_subset_file_names_kinds_and_num_classes(tmp_path: Path) -> None:
@@ -112,6 +117,9 @@ ERRORS = [
     (TR, TE, {"kinds": {"img": "video"}}, ConfigError, "unknown kind 'video'"),
     (TR, TE, {"num_classes": 2}, ConfigError, "num_classes=2 must be an integer > the largest label"),
     (TR, TE, {"labels": "y"}, ConfigError, "has no option 'labels'"),
+    (TR, TE, {"validation_file": "val.npz"}, DataError, r"validation file .*val\.npz not found"),
+    (TR, TE, {"validation_file": ""}, ConfigError, "validation_file must be a file name or null"),
+    (TR, TE, {"validation_fraction": 1.0}, ConfigError, "validation_fraction must be a number strictly between 0 and"),
 ]
 
 

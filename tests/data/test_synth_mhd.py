@@ -34,6 +34,8 @@ def test_registered_with_documented_defaults():
         "n_test": 2000,
         "data_seed": 0,
         "difficulty": 1.0,
+        "validation_fraction": 0.1,
+        "validation_seed": 0,
     }
 
 
@@ -45,8 +47,8 @@ def test_shapes_kinds_ranges(small):
         "trajectory": ("vector", (200,)),
         "sound": ("sound", (1, 32, 128)),
     }
-    assert (len(ds.train), len(ds.test)) == (600, 200)
-    for split in (ds.train, ds.test):
+    assert (len(ds.train), len(ds.validation), len(ds.test)) == (540, 60, 200)
+    for split in (ds.train, ds.validation, ds.test):
         assert split.labels.dtype == torch.int64
         for x in split.inputs.values():
             assert x.dtype == torch.float32 and torch.isfinite(x).all()
@@ -72,7 +74,8 @@ def test_files_are_in_the_mhd_release_format(small):
 
 def test_labels_balanced(small):
     _, ds = small
-    assert torch.bincount(ds.train.labels, minlength=10).tolist() == [60] * 10
+    assert torch.bincount(ds.train.labels, minlength=10).tolist() == [54] * 10
+    assert torch.bincount(ds.validation.labels, minlength=10).tolist() == [6] * 10
     assert torch.bincount(ds.test.labels, minlength=10).tolist() == [20] * 10
 
 

@@ -115,6 +115,25 @@ def test_tiny_sweep_is_valid():
 # ------------------------------------------------------------------------------------ parse errors
 
 
+def test_trials_evaluate_on_validation():
+    spec = parse_sweep(tiny_sweep())
+    assert spec.run_config().eval.split == "validation"
+    assert {c.eval.split for c in corner_configs(spec)} == {"validation"}
+    assert parse_sweep(tiny_sweep(run={"eval": {"split": "validation"}})).run_config().eval.split == "validation"
+
+
+def test_a_sweep_on_test_is_refused(tmp_path):
+    fix = r"robustmm pick DIR --trial N --out picked.yaml`, then `robustmm run --config picked.yaml"
+    with pytest.raises(ConfigError, match=rf"run.eval.split is 'test', but a sweep selects on validation.*{fix}"):
+        parse_sweep(tiny_sweep(run={"eval": {"split": "test"}}))
+    path = write_space(tmp_path / "s.yaml", tiny_sweep())
+    with pytest.raises(ConfigError, match="run.eval.split is 'test'"):
+        load_sweep(path, overrides={"run": {"eval": {"split": "test"}}})  # as --set eval.split=test gives it
+    choices = {"type": "categorical", "choices": ["validation", "test"]}
+    with pytest.raises(ConfigError, match="space.eval.split: a sweep selects on validation"):
+        parse_sweep(tiny_sweep(space={"eval.split": choices}))
+
+
 def test_unknown_section_did_you_mean():
     with pytest.raises(ConfigError, match=r"the sweep has no key 'objectivs' \(did you mean 'objectives'\?\)"):
         parse_sweep({**tiny_sweep(), "objectivs": ["clean_accuracy"]})

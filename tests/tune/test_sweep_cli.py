@@ -229,6 +229,7 @@ def test_pick_writes_a_run_config(capsys, tmp_path):
     text = picked.read_text()
     assert text.startswith("# trial 1 of the sweep")
     cfg = from_dict(yaml.safe_load(text))
+    assert cfg.eval.split == "test"  # chosen on validation, the picked config states test numbers
     assert cfg.model_options["tau"] == 0.25
     assert type(cfg.model_options["tau"]) is float
     # everything else is the sweep's run config

@@ -53,6 +53,7 @@ def test_every_trial_ends_complete_failed_or_pruned(swept):
     assert diverged["failure_reason"].str.contains("loss became").all()
     assert (t["status"] == "complete").sum() >= 2, t[["trial", "status", "param.train.lr"]]
     assert (t["status"] == "pruned").sum() >= 1, t[["trial", "status", "param.train.lr"]]
+    assert (t["split"] == "validation").all()  # objectives are computed on validation, never on test
     complete = t[t["status"] == "complete"]
     assert complete["clean_accuracy"].between(0, 1).all() and complete["worst_modality_auc_pgd"].between(0, 1).all()
     for name in ("sweep.yaml", "sweep.json", "optuna.db", "mlflow.db", "trials.parquet", "rows.parquet"):
@@ -77,6 +78,7 @@ def test_study_holds_the_same_trials_and_states(swept):
 def test_front_from_rows_equals_front_from_study(swept):
     raw, out, result = swept
     rows = pd.read_parquet(out / "rows.parquet")
+    assert set(rows["split"]) == {"validation"}
     spec = parse_sweep(raw)
     numbers = sorted(rows["trial"].unique())
     values = np.array([list(compute_objectives(spec.objectives, rows[rows["trial"] == n]).values()) for n in numbers])
@@ -96,6 +98,7 @@ def test_mlflow_parent_children_and_front_artifacts(swept):
     assert parent.info.status == "FINISHED"
     assert parent.data.params["sampler"] == "grid" and "git_commit" in parent.data.tags
     assert {"command", "objectives"} <= set(parent.data.tags)
+    assert parent.data.tags["split"] == "validation"
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
     assert {"pareto/front.md", "pareto/front.png", "pareto/front.html", "pareto/front.parquet"} <= arts
     exp = parent.info.experiment_id
@@ -105,6 +108,7 @@ def test_mlflow_parent_children_and_front_artifacts(swept):
     for r in result.trials.to_dict("records"):
         child = by_number[int(r["trial"])]
         assert child.data.tags["trial_status"] == r["status"]
+        assert child.data.tags["split"] == "validation"
         assert float(child.data.params["train.lr"]) == r["param.train.lr"]
         if r["status"] == "complete":
             assert child.info.status == "FINISHED"
