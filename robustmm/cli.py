@@ -185,9 +185,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     first = plan.runs[0].config
     hooks.say(f"loading {first.dataset} and checking {len(plan.runs)} model config(s)")
     preps = R.prepare_report(plan)
+    if not args.no_baselines:
+        plan, preps = R.add_baselines(plan, preps)
     data = preps[0].dataset
+    baselines = sum(r.baseline for r in plan.runs)
     hooks.say(
-        f"{len(plan.runs)} model(s) × {len(plan.seeds)} seed(s) on {first.dataset} ({_sizes(data)}), evaluated on "
+        f"{len(plan.runs) - baselines} model(s) + {baselines} raw-input baseline(s) × {len(plan.seeds)} seed(s) "
+        f"on {first.dataset} ({_sizes(data)}), evaluated on "
         f"{first.eval.split}, {len(preps[0].cells)} grid cells, device {preps[0].device}; "
         f"finished (model, seed) results are kept in {plan.out / 'runs'} and reused"
     )
@@ -286,6 +290,11 @@ def parser() -> argparse.ArgumentParser:
     )
     ep.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     ep.add_argument("--out", default="runs/report", help="output directory (default runs/report)")
+    ep.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="leave out the raw-input baselines (linear probe per modality and on all, MLP on all)",
+    )
     ep.set_defaults(func=cmd_report)
     from robustmm.tune.command import add_sweep_flags
 

@@ -72,7 +72,10 @@ def model_cells(model: str, cells: list[Cell], *, strict: bool = True) -> list[C
     return [c for c in cells if c not in certified]
 
 
-def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run_seed(
+    prep: Prepared, seed: int, hooks: Hooks | None = None, label: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train and evaluate one seed; the rows' `model` is `label` (a report's baseline) or the model's name."""
     cfg, hooks = prep.config, hooks or Hooks()
     seed_everything(seed)
     model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes).to(
@@ -96,7 +99,7 @@ def run_seed(prep: Prepared, seed: int, hooks: Hooks | None = None) -> tuple[lis
         max_samples=cfg.eval.max_samples,
         batched=cfg.eval.batched,
         progress=lambda d, done, total: hooks.on_eval(seed, d, done, total),
-        labels={"model": cfg.model, "dataset": cfg.dataset},
+        labels={"model": label or cfg.model, "dataset": cfg.dataset},
         split=cfg.eval.split,
     )
     info = {

@@ -11,6 +11,10 @@ A report is many `experiment.run_seed` calls on one dataset. What makes it more 
   (other epochs, other options) lands under another key instead of mixing with old numbers.
 - `--set model.KEY=V` goes to each selected model that has option KEY (GMCWD's `noise_sigma`
   means nothing to GMC); it is an error only when none has it, so a typo still fails up front.
+- Raw-input baselines (`add_baselines`, on unless turned off) sit beside the models: the `raw`
+  model as a linear probe on each modality and on all of them, and a small MLP on all of them,
+  with the report's data, grid, seeds and classifier budget, so every table shows whether a
+  representation beats the raw features, clean and under attack.
 
 Everything that can be wrong is found in `plan_report` and `prepare_report`, before anything is
 written or trained. No ray, optuna or mlflow here: a report runs wherever `robustmm run` does.
@@ -81,6 +85,7 @@ class ModelRun:
     key: str
     resolved: Mapping[str, Any]
     assignments: tuple[str, ...] = ()  # the model-option settings that reached this model
+    baseline: bool = False  # a raw-input baseline (`add_baselines`): `model` is its label, not a registry name
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,9 @@ class ReportFiles:
 THESIS_ORDER = ("dae", "vae", "mdae", "mvae", "cmdae", "cmvae", "cmdvae", "gmc", "gmcwd", "dgmc", "rgmc")
 """Seed 000's order of its models (its Tables 5.1-5.5); `all` lists models in it, then seed 001's."""
 CRMT_ORDER = ("jt", "ojt", "crmt-jt", "crmt-at", "crmt-mix")
+BASELINE_MODEL = "raw"
+"""The raw-input probe: not a representation, so `all` leaves it to `add_baselines`."""
+BASELINE_MLP_HIDDEN = (128,)
 
 
 def select_models(spec: str | Sequence[str]) -> list[str]:
@@ -121,7 +129,7 @@ def select_models(spec: str | Sequence[str]) -> list[str]:
     if isinstance(spec, str):
         if spec.strip() == "all":
             known = [m for m in (*THESIS_ORDER, *CRMT_ORDER) if m in MODELS]
-            return known + [m for m in MODELS.names() if m not in known]
+            return known + [m for m in MODELS.names() if m not in (*known, BASELINE_MODEL)]
         spec = spec.split(",")
     names = [s.strip() for s in spec]
     if not names or any(not n for n in names):
@@ -245,6 +253,33 @@ def prepare_report(plan: ReportPlan) -> list[Prepared]:
     return [first, *(_shared(first, r.config) for r in plan.runs[1:])]
 
 
+def baseline_options(modality_names: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, `raw` options) of each baseline: a linear probe per modality and on all of them,
+    then an MLP with one hidden layer on all of them. Labels carry no `[`: they are models of
+    their own, not attack variants (`base_label`)."""
+    probes = [(f"raw-linear-{m}", {"modalities": [m], "hidden": []}) for m in modality_names]
+    return [*probes, ("raw-linear-all", {"hidden": []}), ("raw-mlp-all", {"hidden": list(BASELINE_MLP_HIDDEN)})]
+
+
+def add_baselines(plan: ReportPlan, preps: Sequence[Prepared]) -> tuple[ReportPlan, list[Prepared]]:
+    """The plan and its prepared runs with the raw-input baselines after the models: the first
+    model's config with the model replaced by `raw` (same data, split, grid, seeds, classifier
+    section); the modalities come from the loaded dataset. A plan that has them already is
+    returned as is."""
+    if any(r.baseline for r in plan.runs):
+        return plan, list(preps)
+    base = plan.runs[0].config
+    runs, out = list(plan.runs), list(preps)
+    for label, options in baseline_options(preps[0].dataset.modality_names):
+        # no representation stage: the train section is unused, so another --epochs reuses the baselines
+        cfg = dataclasses.replace(base, model=BASELINE_MODEL, model_options=options, train=C.OptimConfig(epochs=0))
+        resolved = resolved_config(cfg)
+        said = tuple(f"{k}={v}" for k, v in options.items())
+        runs.append(ModelRun(label, cfg, config_key(resolved), resolved, said, baseline=True))
+        out.append(_shared(preps[0], cfg))
+    return dataclasses.replace(plan, runs=tuple(runs)), out
+
+
 def run_report(
     plan: ReportPlan, preps: Sequence[Prepared], hooks: ReportHooks | None = None
 ) -> tuple[pd.DataFrame, int, int]:
@@ -269,7 +304,7 @@ def run_report(
                 reused += 1
             else:
                 hooks.on_run(i, len(plan.runs), run.model, seed, "training")
-                new, info = run_seed(prep, seed, hooks)
+                new, info = run_seed(prep, seed, hooks, label=run.model)
                 rows = to_frame(new)
                 write_text(path.with_suffix(".json"), json.dumps(info, indent=1))
                 write_parquet(rows, path)  # last: its presence marks the seed as done
@@ -302,10 +337,11 @@ def _header(plan: ReportPlan, df: pd.DataFrame) -> str:
         "",
         f"- split: **{split}**" + (" (hyperparameters are chosen on validation)" if split == "test" else ""),
         f"- dataset: {cfg.dataset}" + (f" ({opts})" if opts else "") + f", {n} {split} samples evaluated per cell",
-        f"- models: {', '.join(r.model for r in plan.runs)}",
+        f"- models: {', '.join(r.model for r in plan.runs if not r.baseline)}",
         f"- seeds: {', '.join(map(str, plan.seeds))} ({len(plan.seeds)})",
         f"- epochs: {cfg.train.epochs} representation, {cfg.classifier.epochs} classifier",
         f"- grid: {grid}",
+        *_baselines_line(plan, cfg),
         f"- command: `{plan.command}`" if plan.command else "- command: (library call)",
         "",
         "| model | results in | model options set |",
@@ -315,6 +351,14 @@ def _header(plan: ReportPlan, df: pd.DataFrame) -> str:
         where = plan.run_dir(r).relative_to(plan.out)
         lines.append(f"| {r.model} | `{where}/` | {', '.join(r.assignments) or 'defaults'} |")
     return "\n".join(lines)
+
+
+def _baselines_line(plan: ReportPlan, cfg: RunConfig) -> list[str]:
+    labels = [r.model for r in plan.runs if r.baseline]
+    if not labels:
+        return []
+    c = cfg.classifier
+    return [f"- baselines (raw inputs, the classifier's budget: {c.epochs} epochs, lr {c.lr:g}): {', '.join(labels)}"]
 
 
 def report_markdown(plan: ReportPlan, df: pd.DataFrame, tables: list[SummaryTable] | None = None) -> str:
@@ -442,10 +486,14 @@ def report(
     out: str | Path = "runs/report",
     hooks: ReportHooks | None = None,
     command: str = "",
+    baselines: bool = True,
 ) -> ReportFiles:
-    """plan -> prepare (load the data once) -> run or reuse every (model, seed) -> write the report."""
+    """plan -> prepare (load the data once) -> add the raw-input baselines -> run or reuse every
+    (model, seed) -> write the report."""
     plan = plan_report(base, models, sets, out, command)
     preps = prepare_report(plan)
+    if baselines:
+        plan, preps = add_baselines(plan, preps)
     df, trained, reused = run_report(plan, preps, hooks)
     return write_report(plan, df, trained, reused)
 
@@ -456,6 +504,8 @@ __all__ = [
     "ReportFiles",
     "ReportHooks",
     "ReportPlan",
+    "add_baselines",
+    "baseline_options",
     "config_key",
     "curve",
     "plan_report",

@@ -227,6 +227,10 @@ def fit_representation(
     parameter groups; a model that asks for adversarial training gets each batch crafted first."""
     device = train.labels.device
     cfg = dataclasses.replace(cfg, epochs=model.representation_epochs(cfg.epochs))
+    if cfg.epochs == 0:  # nothing to train (the raw-input baseline): no optimizer over no parameters
+        model.eval()
+        model.finish_training(train)
+        return []
     opt = make_optimizer(model.param_groups(), cfg)
     where = {"epoch": 0, "step": 0}
 
@@ -317,16 +321,17 @@ def fit_classifier(
     checkpointing: Checkpointing | None = None,
     finished: dict[str, list[dict[str, float]]] | None = None,
 ) -> tuple[Classifier, list[dict[str, float]]]:
-    """Train the MLP on latents of the frozen model: the latents are computed once, from the
-    inputs `model.classifier_training_inputs` gives (the clean ones unless the model is configured
-    otherwise; any noise there comes from its own generator, seeded from `seed`)."""
+    """Train the classifier (the model's `classifier_hidden` widths) on latents of the frozen
+    model: the latents are computed once, from the inputs `model.classifier_training_inputs`
+    gives (the clean ones unless the model is configured otherwise; any noise there comes from
+    its own generator, seeded from `seed`)."""
     for p in model.parameters():
         p.requires_grad_(False)
     gen = torch.Generator(device=train.labels.device).manual_seed(seed + CLASSIFIER_INPUT_SEED_OFFSET)
     z = encode_all(model, train, view=lambda inputs: model.classifier_training_inputs(inputs, gen))
     labels = train.labels
     torch.manual_seed(seed)
-    clf = Classifier(z.shape[1], num_classes).to(z.device)
+    clf = Classifier(z.shape[1], num_classes, model.classifier_hidden()).to(z.device)
     ce = nn.CrossEntropyLoss()
 
     def loss_fn(idx: Tensor) -> tuple[Tensor, dict[str, float]]:

@@ -36,7 +36,8 @@ SMALL = [
     *("--set", "model.head_hidden=32", "--set", "model.common_dim=16", "--set", "model.latent_dim=16"),
 ]
 TINY = [*SMALL, "--set", GRID]  # a tiny grid with two step sizes at one ε, like the thesis' BIM and PGD
-ARGS = ["report", "--models", "gmc,gmcwd", "--seeds", "0-1", *TINY]
+ARGS = ["report", "--models", "gmc,gmcwd", "--seeds", "0-1", *TINY, "--no-baselines"]
+BASELINES = ["raw-linear-image", "raw-linear-trajectory", "raw-linear-all", "raw-mlp-all"]
 SECTIONS = {
     "clean_missing": "## Clean and missing modality",
     "gaussian": "## Gaussian noise",
@@ -158,7 +159,7 @@ def test_second_run_reuses_every_result(first, monkeypatch):
 def test_changed_epochs_trains_anew_beside_the_old_results(first, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(first[0], out)
-    args = ["report", "--models", "gmc", "--seeds", "0", *TINY, "--epochs", "2", "--out", str(out)]
+    args = ["report", "--models", "gmc", "--seeds", "0", *TINY, "--epochs", "2", "--no-baselines", "--out", str(out)]
     code, _, stderr = _main(args)
     assert code == 0, stderr
     assert "model 1/1 gmc, seed 0: training" in stderr and "reusing" not in stderr
@@ -234,7 +235,7 @@ def test_model_options_go_to_the_models_that_have_them(tmp_path):
     with pytest.raises(ConfigError, match="none of the selected models \\(gmc\\) has option 'noise_sigma'"):
         R.plan_report({}, "gmc", ["model.noise_sigma=0.3"], tmp_path)
     everything = [r.model for r in R.plan_report({}, "all", [], tmp_path).runs]
-    assert sorted(everything) == MODELS.names()
+    assert sorted(everything) == [m for m in MODELS.names() if m != "raw"]  # the probe comes as the baselines
     assert everything[:2] == ["dae", "vae"] and everything[7:11] == [
         "gmc",
         "gmcwd",
@@ -298,7 +299,45 @@ def test_all_eleven_models_in_one_report(tmp_path):
     code, stdout, stderr = _main(["report", "--models", "all", "--seeds", "0", *args, "--out", str(tmp_path / "o")])
     assert code == 0, stderr
     df = pd.read_parquet(tmp_path / "o" / "results.parquet")
-    assert set(MODELS.names()) <= set(df["model"]) and "rgmc[o-detached]" in set(df["model"])
+    models = [m for m in MODELS.names() if m != "raw"] + BASELINES
+    assert set(models) <= set(df["model"]) and "rgmc[o-detached]" in set(df["model"])
     clean_table = stdout.split(SECTIONS["clean_missing"])[1].split("##")[0]
-    for name in MODELS.names():
+    for name in models:
         assert f"| {name} |" in clean_table, name
+
+
+def test_raw_input_baselines_sit_after_the_models_by_default(tmp_path):
+    out = tmp_path / "out"
+    code, stdout, stderr = _main(["report", "--models", "gmc", "--seeds", "0", *TINY, "--out", str(out)])
+    assert code == 0, stderr
+    assert "model 5/5 raw-mlp-all, seed 0: training" in stderr
+    df = pd.read_parquet(out / "results.parquet")
+    assert list(dict.fromkeys(df["model"])) == ["gmc", *BASELINES]
+    md = (out / "report.md").read_text()
+    assert "- models: gmc\n" in md and "- baselines (raw inputs, the classifier's budget: 1 epochs, lr 0.001): " in md
+    assert [r.split(" | ")[0] for r in _section(md, SECTIONS["clean_missing"])] == [
+        f"| {m}" for m in ["gmc", *BASELINES]
+    ]
+    assert [r.split(" | ")[1] for r in _section(md, SECTIONS["fgsm"])] == 2 * ["gmc", *BASELINES]
+    (folder,) = (out / "runs" / "raw-linear-image").iterdir()
+    raw = yaml.safe_load((folder / "config.yaml").read_text())
+    assert raw["model"] == {"name": "raw", "modalities": ["image"], "hidden": []} and raw["train"]["epochs"] == 0
+    assert R.config_key(R.resolved_config(C.from_dict(raw))) == folder.name
+
+    def acc(model, pert, target):
+        return df[(df["model"] == model) & (df["perturbation"] == pert) & (df["target"] == target)]["accuracy"]
+
+    clean = acc("raw-linear-image", "clean", "none").iloc[0]
+    # the trajectory never reaches the image probe: attacking or dropping it changes nothing
+    assert set(acc("raw-linear-image", "fgsm", "trajectory")) == {clean}
+    assert set(acc("raw-linear-image", "missing", "trajectory")) == {clean}
+
+    # another representation budget retrains the model, not the baselines (they have no such stage)
+    code, _, stderr = _main(["report", "--models", "gmc", "--seeds", "0", *TINY, "--epochs", "2", "--out", str(out)])
+    assert code == 0, stderr
+    assert "model 1/5 gmc, seed 0: training" in stderr and stderr.count(": reusing ") == 4
+
+    code, _, stderr = _main(["report", "--models", "gmc", "--seeds", "0", *TINY, "--no-baselines", "--out", str(out)])
+    assert code == 0, stderr
+    assert set(pd.read_parquet(out / "results.parquet")["model"]) == {"gmc"}
+    assert "raw-" not in (out / "report.md").read_text()

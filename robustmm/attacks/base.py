@@ -270,13 +270,16 @@ def input_grad(chain: Chain, inputs: Mapping[str, Tensor], labels: Tensor, targe
     """Gradient of the summed cross-entropy w.r.t. the target modalities only.
 
     Summed, not averaged, so a sample's gradient does not depend on how many cells share its
-    batch; torch.autograd.grad w.r.t. the inputs leaves every parameter's .grad untouched.
+    batch; torch.autograd.grad w.r.t. the inputs leaves every parameter's .grad untouched. A
+    target the chain never reads (a raw-input probe on other modalities) has gradient zero.
     """
     with torch.enable_grad():
         x = {k: v.detach() for k, v in inputs.items()}
         leaves = [x[t].requires_grad_(True) for t in targets]
         loss = F.cross_entropy(chain(x), labels, reduction="sum")
-        grads = torch.autograd.grad(loss, leaves)
+        if not loss.requires_grad:  # no target reaches the logits
+            return {t: torch.zeros_like(v) for t, v in zip(targets, leaves, strict=True)}
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
     return dict(zip(targets, grads, strict=True))
 
 

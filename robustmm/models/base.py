@@ -27,6 +27,9 @@ from robustmm.data.base import ModalitySpec, Split
 from robustmm.errors import ConfigError
 from robustmm.registry import Registry
 
+CLASSIFIER_HIDDEN = (256, 128)
+"""Hidden widths of the downstream classifier (SPEC §1)."""
+
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -79,6 +82,11 @@ class RepresentationModel(nn.Module, ABC):
     def stage_totals(cls, options: ModelOptions, train_epochs: int, classifier_epochs: int) -> tuple[int, int]:
         """(representation, classifier) epochs a run reports: an own-head model has no classifier stage."""
         return cls.stage_epochs(options, train_epochs), 0 if cls.own_head else classifier_epochs
+
+    def classifier_hidden(self) -> tuple[int, ...]:
+        """Hidden widths of the downstream classifier trained on this model's latents (SPEC §1);
+        the raw-input baseline asks for none (a linear probe) or a small layer."""
+        return CLASSIFIER_HIDDEN
 
     def representation_epochs(self, epochs: int) -> int:
         return type(self).stage_epochs(self.options, epochs)
@@ -230,9 +238,10 @@ def model_defaults(name: str) -> dict[str, Any]:
 
 
 class Classifier(nn.Module):
-    """The downstream classifier on frozen latents: MLP latent→256→128→classes, ReLU (SPEC §1)."""
+    """The downstream classifier on frozen latents: MLP latent→256→128→classes, ReLU (SPEC §1);
+    `hidden=()` makes it one linear layer."""
 
-    def __init__(self, latent_dim: int, num_classes: int, hidden: tuple[int, ...] = (256, 128)) -> None:
+    def __init__(self, latent_dim: int, num_classes: int, hidden: tuple[int, ...] = CLASSIFIER_HIDDEN) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d = latent_dim
