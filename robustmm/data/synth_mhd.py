@@ -644,7 +644,5 @@ def load(
     if all(p.is_file() for p in files):
         log.info("reusing synth-mhd files in %s", directory)
     else:
-        write_synth_mhd(
-            directory, n_train=n_train, n_test=n_test, data_seed=data_seed, difficulty=difficulty, **knobs
-        )
+        write_synth_mhd(directory, n_train=n_train, n_test=n_test, data_seed=data_seed, difficulty=difficulty, **knobs)
     return load_mhd_dir(directory, names, name="synth-mhd", info={"synth": meta, "cache_key": key})
