@@ -82,6 +82,7 @@ def _stat_row(perturbation: str, target: str, value: float, n: int) -> dict[str,
         "accuracy": nan,
         "correct": 0,
         "n": n,
+        "correct_mask": "",
         "value": value,
     }
 
