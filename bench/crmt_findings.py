@@ -25,7 +25,7 @@ MARGIN = 0.01
 
 def _seed_means(df: pd.DataFrame, mask: pd.Series, column: str = "accuracy") -> tuple[float, float]:
     per_seed = df[mask].groupby("seed")[column].mean()
-    return (float(per_seed.mean()), float(per_seed.std(ddof=0))) if len(per_seed) else (np.nan, np.nan)
+    return (float(per_seed.mean()), float(per_seed.std(ddof=1))) if len(per_seed) else (np.nan, np.nan)
 
 
 def summary(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -57,6 +57,8 @@ def _fmt(cell: object, percent: bool) -> str:
     mean, std = cell  # type: ignore[misc]
     if np.isnan(mean):
         return ""
+    if np.isnan(std):  # one seed: no sample std
+        return f"{100 * mean:.1f} ± –" if percent else f"{mean:.3g} ± –"
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if percent else f"{mean:.3g} ± {std:.2g}"
 
 

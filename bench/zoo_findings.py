@@ -42,7 +42,10 @@ def per_seed(df: pd.DataFrame, model: str, perturbation: str, target: str | None
 
 
 def pct(values: np.ndarray) -> str:
-    return f"{100 * values.mean():.1f} ± {100 * values.std():.1f}" if len(values) else "–"
+    if not len(values):
+        return "–"
+    std = f"{100 * values.std(ddof=1):.1f}" if len(values) > 1 else "–"  # sample std; none with one seed
+    return f"{100 * values.mean():.1f} ± {std}"
 
 
 def missing_table(df: pd.DataFrame, models: list[str], modalities: list[str]) -> tuple[list[str], dict]:
@@ -102,7 +105,7 @@ def main(argv: list[str]) -> int:
     seeds = sorted(set(df.seed))
     ae = [m for m in AE_MODELS if m in set(df.model)]
     gmc = [m for m in GMC_MODELS if m in set(df.model)]
-    print(f"Accuracy (%) mean ± std over seeds {', '.join(map(str, seeds))}.\n")
+    print(f"Accuracy (%) mean ± sample std (ddof=1) over seeds {', '.join(map(str, seeds))}.\n")
     lines, miss = missing_table(df, ae + gmc, modalities)
     print("\n".join(lines) + "\n")
     if "gmc" in gmc:

@@ -233,7 +233,10 @@ def model_order(labels: Iterable[str]) -> list[str]:
 def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
     """The thesis tables (seed 000 Tables 5.1-5.5): clean + missing modality (a row per model, a
     column per condition), then one per attack (rows target modality × model, a column per
-    parameter setting); attacks in `ATTACK_ORDER`, then any other alphabetically."""
+    parameter setting); attacks in `ATTACK_ORDER`, then any other alphabetically. An attack table
+    holds the per-cell accuracy and carries a gradient-masking warning where a curve rises with ε
+    (`rising_curves`); after the last attack of a norm family (`robustmm.worst_case.NESTED`) comes
+    the family's worst-case table, a column per budget."""
     if df.empty:
         return []
     s = summarise(df)
