@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import torch
 
 from robustmm.attacks import ATTACKS, Cell, evaluate_grid
 from robustmm.attacks.grid import ROW_PARAMS, STATISTICS, certificate_cells
 from robustmm.data.base import MultimodalDataset, Split
 from robustmm.models.base import Chain, RepresentationModel, variant_label
+from robustmm.worst_case import worst_case_accuracy
 
 Progress = Callable[[str, int, int], None]
 
@@ -41,7 +43,9 @@ def evaluate_pipeline(
     `split` ("test", or "validation" where hyperparameters are being chosen) and saying so.
 
     A model with attack variants (RGMC: its detector detached) gets every gradient attack once
-    more per variant, in rows whose model is `model[variant]`."""
+    more per variant, in rows whose model is `model[variant]`. Every row carries which samples
+    it got right (`correct_mask`) and the per-sample worst case over its norm family, smaller
+    budgets and the variants (`worst_case_accuracy`, `robustmm.worst_case`)."""
     chain = Chain(model, classifier).eval()
     for p in chain.parameters():
         p.requires_grad_(False)
@@ -73,7 +77,8 @@ def evaluate_pipeline(
         with context():
             extra = grid(gradient_cells)
         rows += [{**tags, "model": variant_label(name, variant), **row} for row in extra]
-    return rows
+    worst = worst_case_accuracy(pd.DataFrame(rows))
+    return [{**row, "worst_case_accuracy": float(w)} for row, w in zip(rows, worst, strict=True)]
 
 
 def _stat_row(perturbation: str, target: str, value: float, n: int) -> dict[str, Any]:
@@ -85,6 +90,7 @@ def _stat_row(perturbation: str, target: str, value: float, n: int) -> dict[str,
         "accuracy": nan,
         "correct": 0,
         "n": n,
+        "correct_mask": "",
         "value": value,
     }
 

@@ -6,6 +6,14 @@ trial run with three seeds is scored like three trials averaged, never on a pool
 "Perturbation cells" are the rows whose perturbation is neither ``clean`` nor ``missing``;
 a "single-modality target" is a target without ``+``.
 
+"Accuracy" below is the per-sample worst-case accuracy (`robustmm.worst_case`): a sample counts
+at budget ε only if it is correct clean and under every attack of the same norm family at every
+ε' ≤ ε on that target, and under every attack variant of the model (RGMC's ``rgmc[o-detached]``
+rows). So a curve whose per-cell accuracy rises with ε (gradient masking) earns no credit for the
+rise, and the variants are folded per sample, not per cell. Clean and missing-modality cells
+are not nested: their worst case is their own accuracy. Rows without masks (written before the
+evaluator kept them) fall back to the running minimum over ε of the per-cell accuracies.
+
 | objective                                      | definition (per seed, then mean over seeds)                   |
 | ---------------------------------------------- | ------------------------------------------------------------- |
 | ``clean_accuracy``                             | accuracy of the clean row                                     |
@@ -51,10 +59,12 @@ import numpy as np
 import pandas as pd
 
 from robustmm.attacks import ATTACKS, Cell
-from robustmm.attacks.grid import ROW_PARAMS, STATISTICS
+from robustmm.attacks.grid import STATISTICS
 from robustmm.errors import ConfigError, DataError, UnknownNameError
 from robustmm.models.base import base_label
 from robustmm.registry import Registry, did_you_mean
+from robustmm.worst_case import COLUMN as WORST
+from robustmm.worst_case import with_worst_case
 
 MODES = ("max", "min")
 REDUCES = ("min", "mean")
@@ -340,18 +350,20 @@ def _frame(rows: Rows, eps: bool) -> pd.DataFrame:
 
     Refuses rows of several models or data sets: objectives score one trial, and silently
     averaging two models' clean rows would be a wrong number, not an error. The rows of a
-    model's attack variants (`rgmc[o-detached]`) are the same model attacked another way: each
-    cell scores the worst of them, the attacker's best.
+    model's attack variants (`rgmc[o-detached]`) are the same model attacked another way: they
+    enter its rows' worst case per sample and are then dropped. `accuracy` is the worst case.
     """
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    if not df.empty and "model" in df.columns:
-        df = _worst_of_variants(df)
     if df.empty:
         return pd.DataFrame({"seed": [], "perturbation": [], "target": [], "eps": [], "accuracy": [], "value": []})
     needed = ["perturbation", "target", "accuracy", *(["eps"] if eps else [])]
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataError(f"result rows lack column(s) {', '.join(missing)} needed by the objectives")
+    df = with_worst_case(df)
+    if "model" in df.columns:
+        labels = df["model"].astype(str)
+        df = df[labels == labels.map(base_label)]
     trials = [c for c in ("model", "dataset") if c in df.columns]
     if trials and len(df[trials].drop_duplicates()) > 1:
         pairs = ", ".join("/".join(map(str, r)) for r in df[trials].drop_duplicates().itertuples(index=False))
@@ -362,21 +374,10 @@ def _frame(rows: Rows, eps: bool) -> pd.DataFrame:
             "perturbation": df["perturbation"].astype(str).to_numpy(),
             "target": df["target"].astype(str).to_numpy(),
             "eps": pd.to_numeric(df["eps"], errors="coerce").to_numpy(float) if "eps" in df.columns else np.nan,
-            "accuracy": pd.to_numeric(df["accuracy"], errors="coerce").to_numpy(float),
+            "accuracy": df[WORST].to_numpy(float),
             "value": pd.to_numeric(df["value"], errors="coerce").to_numpy(float) if "value" in df.columns else np.nan,
         }
     )
-
-
-def _worst_of_variants(df: pd.DataFrame) -> pd.DataFrame:
-    labels = df["model"].astype(str)
-    base = labels.map(base_label)
-    if bool((labels == base).all()):
-        return df
-    df = df.assign(model=base)
-    keys = [c for c in ("model", "dataset", "seed", "perturbation", "target", *ROW_PARAMS) if c in df.columns]
-    agg = {"accuracy": "min", **({"value": "first"} if "value" in df.columns else {})}
-    return df.groupby(keys, dropna=False, sort=False, as_index=False).agg(agg)
 
 
 def _mean(values: pd.Series | Sequence[float]) -> float:

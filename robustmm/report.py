@@ -372,8 +372,9 @@ def curve(df: pd.DataFrame, attack: str, target: str) -> tuple[str, bool, dict[s
     """Accuracy vs budget for one attack and target: (x parameter, whether some x had several cells,
     per model label a frame x, mean, std). Per seed the worst cell at each x (the thesis' BIM/PGD grids
     have two step sizes per ε: the attacker picks the better one), the clean accuracy at x=0, then
-    mean and population std over seeds, like `objectives.auc`. An attack variant's x=0 point is its
-    model's clean accuracy: the variant changes the attack, not the trained model."""
+    the mean and the sample std (ddof=1; NaN with one seed: no band) over seeds. An attack variant's x=0
+    point is its model's clean accuracy: the variant changes the attack, not the trained model. These
+    are per-cell accuracies; the worst case is in the tables (`robustmm.worst_case`)."""
     part = df[(df["perturbation"] == attack) & (df["target"] == target)]
     x = "sigma" if part["eps"].isna().all() else "eps"
     part = part[part[x].notna()]
@@ -395,7 +396,7 @@ def curve(df: pd.DataFrame, attack: str, target: str) -> tuple[str, bool, dict[s
         pts = pd.concat([pd.DataFrame(zero, columns=["seed", x, "accuracy"]), w[["seed", x, "accuracy"]]])
         g = pts.groupby(x)["accuracy"]
         out[label] = pd.DataFrame(
-            {"x": g.mean().index.astype(float), "mean": g.mean().values, "std": g.std(ddof=0).values}
+            {"x": g.mean().index.astype(float), "mean": g.mean().values, "std": g.std(ddof=1).values}
         ).sort_values("x")
     return x, several, out
 

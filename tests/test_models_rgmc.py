@@ -4,12 +4,14 @@ attack variant; DGMC's test-time path."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from robustmm.attacks import make_cell
+from robustmm.attacks.mask import decode_mask
 from robustmm.config import OptimConfig
 from robustmm.errors import ConfigError
 from robustmm.evaluate import evaluate_pipeline
@@ -180,14 +182,21 @@ def test_attack_variant_rows_and_objectives_take_the_worst(toy):
     assert labels == [("rgmc", "clean"), ("rgmc", "missing"), ("rgmc", "fgsm"), ("rgmc[o-detached]", "fgsm")]
     assert pipe.model.detach_odd is False
     df = pd.DataFrame(rows)
-    worst = min(r["accuracy"] for r in rows if r["perturbation"] == "fgsm")
+    # per sample: correct clean, under FGSM and under FGSM through the detached variant
+    masks = [decode_mask(r["correct_mask"], r["n"]) for r in rows if r["perturbation"] in ("clean", "fgsm")]
+    worst = float(np.logical_and.reduce(masks).mean())
+    assert worst <= min(r["accuracy"] for r in rows if r["perturbation"] == "fgsm")
+    assert rows[2]["worst_case_accuracy"] == pytest.approx(worst)  # the rows carry it, on the model's row
+    assert np.isnan(rows[3]["worst_case_accuracy"]) and rows[0]["worst_case_accuracy"] == rows[0]["accuracy"]
     objectives = parse_objectives([{"name": "mean_robust_accuracy", "attack": "fgsm"}, "clean_accuracy"])
     values = compute_objectives(objectives, df)
     assert values["mean_robust_accuracy_fgsm"] == pytest.approx(worst)
     assert values["clean_accuracy"] == pytest.approx(rows[0]["accuracy"])
 
 
-def test_objectives_score_each_cell_at_the_worse_variant():
+def test_objectives_without_masks_score_each_cell_at_the_worse_variant():
+    """Rows written before masks: the fallback, a running minimum over ε and over variants."""
+
     def row(model, perturbation, accuracy, eps=float("nan")):
         return {"model": model, "dataset": "t", "seed": 0, "perturbation": perturbation, "target": "image",
                 "eps": eps, "alpha": float("nan"), "sigma": float("nan"), "steps": float("nan"),

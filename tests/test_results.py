@@ -61,9 +61,12 @@ def test_missing_column_and_file_errors(tmp_path):
 def test_mean_std_over_seeds():
     s = summarise(to_frame(ROWS))
     clean = s[s["perturbation"] == "clean"].iloc[0]
-    assert clean["mean"] == pytest.approx(0.985) and clean["std"] == pytest.approx(0.005) and clean["seeds"] == 2
+    # sample std (ddof=1): 0.98 and 0.99 -> 0.005 * sqrt(2)
+    assert clean["mean"] == pytest.approx(0.985) and clean["std"] == pytest.approx(0.00707107) and clean["seeds"] == 2
     fgsm = s[(s["perturbation"] == "fgsm") & (s["eps"] == 0.1)].iloc[0]
-    assert fgsm["mean"] == pytest.approx(0.65)
+    assert fgsm["mean"] == pytest.approx(0.65) and fgsm["std"] == pytest.approx(0.0707107)
+    one = summarise(to_frame([r for r in ROWS if r["seed"] == 0]))
+    assert one["std"].isna().all() and (one["seeds"] == 1).all()  # one seed: no sample std
 
 
 def test_split_column_old_rows_and_no_mixed_tables():
@@ -81,7 +84,10 @@ def test_markdown_tables_in_thesis_layout():
     md = summary_markdown(to_frame(ROWS))
     assert "## Clean and missing modality" in md
     assert "| model | clean | image missing | trajectory missing |" in md
-    assert "| gmcwd | 98.50 ± 0.50 | 90.00 ± 0.00 | 80.00 ± 0.00 |" in md
+    assert "| gmcwd | 98.50 ± 0.71 | 90.00 ± 0.00 | 80.00 ± 0.00 |" in md
     assert "## FGSM (L∞)" in md and "| target | model | ε=0.1 | ε=0.2 |" in md
-    assert "| image | gmcwd | 65.00 ± 5.00 | 40.00 ± 0.00 |" in md
+    assert "| image | gmcwd | 65.00 ± 7.07 | 40.00 ± 0.00 |" in md
+    assert "sample std (ddof=1)" in md
+    one = summary_markdown(to_frame([r for r in ROWS if r["seed"] == 0]))
+    assert "| gmcwd | 98.00 ± – | 90.00 ± 0.00 |" not in one and "| gmcwd | 98.00 ± – | 90.00 ± – |" in one
     assert "## PGD (L∞), K=10" in md and "ε=0.1, α=0.01" in md

@@ -31,6 +31,7 @@ from robustmm.attacks.base import (
     did_you_mean,
     make_cell,
 )
+from robustmm.attacks.mask import encode_mask
 from robustmm.errors import ConfigError
 from robustmm.registry import Registry
 
@@ -40,7 +41,7 @@ GridFn = Callable[[tuple[str, ...]], list[Cell]]
 GRIDS: Registry[GridFn] = Registry("grid")
 
 ROW_PARAMS = ("eps", "alpha", "sigma", "steps", "restarts")
-ROW_KEYS = ("perturbation", "target", *ROW_PARAMS, "accuracy", "correct", "n")
+ROW_KEYS = ("perturbation", "target", *ROW_PARAMS, "accuracy", "correct", "n", "correct_mask")
 STATISTICS = ("certified_radius", "vulnerability", "vulnerability_ratio")
 """Perturbation names of the certificate-statistic rows, whose number is in `value`, not `accuracy`."""
 
@@ -214,8 +215,9 @@ def _run_group(
     ranges: Ranges,
     seed: int,
     chunk: int,
-) -> list[int]:
-    """Correct predictions per cell for one chunk, all cells of the group in one batch."""
+) -> Tensor:
+    """Which samples of the chunk each cell classifies correctly, (cells, samples) bool on the CPU;
+    all cells of the group in one batch."""
     g, n, device = len(cells), len(labels), labels.device
     gens = [torch.Generator(device=device).manual_seed(cell_seed(seed, c, chunk)) for c in cells]
     params: dict[str, Any] = {}
@@ -237,15 +239,17 @@ def _run_group(
         ok = logits.argmax(1) == y
         if entry.certifies:  # eps: one radius, or one per sample of the replicated group
             ok &= chain.certified_radius(adv, y, targets) >= params["eps"]  # type: ignore[attr-defined]
-        return ok.view(g, n).sum(1).tolist()
+        return ok.view(g, n).cpu()
 
 
-def _row(cell: Cell, correct: int, n: int) -> dict[str, Any]:
+def _row(cell: Cell, ok: Tensor) -> dict[str, Any]:
+    """A cell's row; `ok` says per sample whether it was classified correctly (kept as `correct_mask`)."""
+    n, correct = len(ok), int(ok.sum())
     row: dict[str, Any] = {"perturbation": cell.attack, "target": cell.target}
     for p in ROW_PARAMS:
         value = cell.param(p)
         row[p] = math.nan if value is None else float(value)
-    row.update(accuracy=correct / n if n else math.nan, correct=int(correct), n=int(n))
+    row.update(accuracy=correct / n if n else math.nan, correct=correct, n=n, correct_mask=encode_mask(ok.numpy()))
     return row
 
 
@@ -262,7 +266,9 @@ def evaluate_grid(
     progress: Callable[[str, int, int], None] | None = None,
     max_rows: int = 8192,
 ) -> list[dict[str, Any]]:
-    """Accuracy of the chain on every cell: one row per cell, in the order of `cells`.
+    """Accuracy of the chain on every cell: one row per cell, in the order of `cells`, with the
+    per-sample outcome in `correct_mask` (`robustmm.attacks.mask`), which the worst-case accuracy
+    over attacks and budgets needs (`robustmm.worst_case`).
 
     The test set is processed in chunks of `batch_size` samples; with `batched=True` a group of
     cells runs on the chunk replicated once per cell, at most `max_rows` rows at once (larger
@@ -289,17 +295,18 @@ def evaluate_grid(
         )
     chunk_size = max(1, min(batch_size, n_total))
     groups = _groups(cells, batched, max(1, max_rows // chunk_size))
-    correct = [0] * len(cells)
+    ok: list[list[Tensor]] = [[] for _ in cells]  # per cell, its chunks' per-sample outcomes
     for done, group in enumerate(groups, start=1):
         members = [cells[i] for i in group]
         entry = entries[members[0].attack]
         for chunk, start in enumerate(range(0, n_total, chunk_size)):
             part = {k: v[start : start + chunk_size] for k, v in inputs.items()}
-            counts = _run_group(chain, entry, members, part, labels[start : start + chunk_size], ranges, seed, chunk)
-            for i, c in zip(group, counts, strict=True):
-                correct[i] += c
+            chunk_ok = _run_group(chain, entry, members, part, labels[start : start + chunk_size], ranges, seed, chunk)
+            for i, c in zip(group, chunk_ok, strict=True):
+                ok[i].append(c)
         description = f"{members[0].attack} on {members[0].target} ({len(members)} cells)"
         log.debug("grid group %d/%d done: %s", done, len(groups), description)
         if progress is not None:
             progress(description, done, len(groups))
-    return [_row(cell, c, n_total) for cell, c in zip(cells, correct, strict=True)]
+    empty = torch.zeros(0, dtype=torch.bool)
+    return [_row(cell, torch.cat(o) if o else empty) for cell, o in zip(cells, ok, strict=True)]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from robustmm.attacks import GRIDS, ROW_KEYS, Cell, evaluate_grid, make_cell, parse_grid
+from robustmm.attacks.mask import decode_mask
 from robustmm.errors import ConfigError, UnknownNameError
 
 NAMES = ("image", "vector")
@@ -142,6 +143,24 @@ def test_batched_equals_per_cell(thesis_rows):
     cells, batched, per_cell = thesis_rows
     for cell, a, b in zip(cells, batched, per_cell, strict=True):
         assert abs(a["correct"] - b["correct"]) <= 1, (str(cell), a, b)
+        diff = decode_mask(a["correct_mask"], a["n"]) != decode_mask(b["correct_mask"], b["n"])
+        assert diff.sum() <= 1, str(cell)
+
+
+def test_rows_keep_which_samples_were_correct(toy, thesis_rows):
+    """The mask covers every chunk in test-set order (64-sample chunks here) and sums to `correct`."""
+    _, rows, _ = thesis_rows
+    assert len(toy.labels) > 64
+    for row in rows:
+        mask = decode_mask(row["correct_mask"], row["n"])
+        assert mask.dtype == bool and mask.shape == (row["n"],) and int(mask.sum()) == row["correct"]
+    with torch.no_grad():
+        expected = (toy.chain(toy.inputs).argmax(1) == toy.labels).numpy()
+    assert (decode_mask(rows[0]["correct_mask"], rows[0]["n"]) == expected).all()
+    missing = next(r for r in rows if r["perturbation"] == "missing" and r["target"] == "image")
+    with torch.no_grad():
+        expected = (toy.chain(toy.inputs, present=("vector",)).argmax(1) == toy.labels).numpy()
+    assert (decode_mask(missing["correct_mask"], missing["n"]) == expected).all()
 
 
 def test_batched_attack_equals_cells_alone(toy):
