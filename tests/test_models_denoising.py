@@ -110,7 +110,7 @@ def test_bad_noise_options_name_the_value_and_the_fix(toy):
 def test_defaults_gmcwd_family_follows_the_thesis_scale_ae_baselines_keep_theirs(toy):
     for name in ("gmcwd", "dgmc"):
         o = build_model(name, toy.modalities, {}).options
-        assert (o.recon_reduction, o.clean_prob, o.classifier_input) == ("sum", pytest.approx(1 / 3), "clean")
+        assert (o.recon_reduction, o.clean_prob, o.classifier_input) == ("sum", pytest.approx(0.5), "clean")
     for name in ("dae", "mdae", "cmdae", "cmdvae"):
         o = build_model(name, toy.modalities, {}).options
         assert (o.recon_reduction, o.clean_prob, o.noise_modalities) == ("mean", 0.0, None)
