@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from result_rows import result_row
 
 from robustmm.attacks import make_cell, parse_grid
 from robustmm.attacks.mask import encode_mask
@@ -26,20 +27,8 @@ MODALITIES = ("image", "trajectory")
 
 
 def row(seed, pert, target, acc, eps=NAN, alpha=NAN, sigma=NAN, steps=NAN, restarts=NAN):
-    return dict(
-        model="gmcwd",
-        dataset="synth-mhd",
-        seed=seed,
-        perturbation=pert,
-        target=target,
-        eps=eps,
-        alpha=alpha,
-        sigma=sigma,
-        steps=steps,
-        restarts=restarts,
-        accuracy=acc,
-        correct=round(acc * 100),
-        n=100,
+    return result_row(
+        "gmcwd", seed, pert, target, acc, eps=eps, alpha=alpha, sigma=sigma, steps=steps, restarts=restarts
     )
 
 

@@ -11,6 +11,7 @@ import shutil
 import pandas as pd
 import pytest
 import yaml
+from result_rows import result_row
 
 from robustmm import config as C
 from robustmm import report as R
@@ -249,21 +250,7 @@ def test_model_options_go_to_the_models_that_have_them(tmp_path):
 
 
 def _row(model, seed, pert, target, acc, eps=math.nan, alpha=math.nan, sigma=math.nan, steps=math.nan):
-    return dict(
-        model=model,
-        dataset="synth-mhd",
-        seed=seed,
-        perturbation=pert,
-        target=target,
-        eps=eps,
-        alpha=alpha,
-        sigma=sigma,
-        steps=steps,
-        restarts=math.nan,
-        accuracy=acc,
-        correct=int(100 * acc),
-        n=100,
-    )
+    return result_row(model, seed, pert, target, acc, eps=eps, alpha=alpha, sigma=sigma, steps=steps)
 
 
 def test_attack_variant_rows_sit_next_to_their_model(tmp_path):

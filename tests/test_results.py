@@ -4,6 +4,7 @@ import math
 
 import pandas as pd
 import pytest
+from result_rows import result_row
 
 from robustmm.errors import DataError
 from robustmm.results import COLUMNS, read_parquet, summarise, summary_markdown, to_frame, write_parquet
@@ -12,21 +13,7 @@ NAN = math.nan
 
 
 def row(seed, pert, target, acc, eps=NAN, alpha=NAN, sigma=NAN, steps=NAN, model="gmcwd"):
-    return dict(
-        model=model,
-        dataset="synth-mhd",
-        seed=seed,
-        perturbation=pert,
-        target=target,
-        eps=eps,
-        alpha=alpha,
-        sigma=sigma,
-        steps=steps,
-        restarts=NAN,
-        accuracy=acc,
-        correct=int(acc * 100),
-        n=100,
-    )
+    return result_row(model, seed, pert, target, acc, eps=eps, alpha=alpha, sigma=sigma, steps=steps)
 
 
 ROWS = [

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from result_rows import result_row
 
 from robustmm.attacks.mask import decode_mask, encode_mask
 from robustmm.errors import DataError
@@ -24,21 +25,20 @@ def bits(correct: str) -> np.ndarray:
 
 def row(pert, target, correct, eps=NAN, sigma=NAN, alpha=NAN, model="rgmc", seed=0, masked=True):
     ok = bits(correct)
-    return dict(
-        model=model,
-        dataset="synth-mhd",
-        seed=seed,
-        perturbation=pert,
-        target=target,
+    steps = NAN if math.isnan(alpha) else 10.0
+    mask = encode_mask(ok) if masked else ""
+    return result_row(
+        model,
+        seed,
+        pert,
+        target,
+        ok.mean(),
         eps=eps,
         alpha=alpha,
         sigma=sigma,
-        steps=NAN if math.isnan(alpha) else 10.0,
-        restarts=NAN,
-        accuracy=ok.mean(),
-        correct=int(ok.sum()),
+        steps=steps,
         n=len(ok),
-        correct_mask=encode_mask(ok) if masked else "",
+        correct_mask=mask,
     )
 
 
