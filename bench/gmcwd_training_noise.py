@@ -68,7 +68,8 @@ def run_config(args: argparse.Namespace, clean_prob: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clean-probs", default="0,0.3333333333333333,0.5,0.6666666666666666", help="comma-separated shares")
+    shares = "0,0.3333333333333333,0.5,0.6666666666666666"
+    p.add_argument("--clean-probs", default=shares, help="comma-separated shares")
     p.add_argument("--seeds", default="0-1")
     p.add_argument("--dataset", default="synth-mhd")
     p.add_argument("--n-train", type=int, default=6000)
