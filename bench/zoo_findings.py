@@ -196,10 +196,11 @@ def main(argv: list[str]) -> int:
             f"Beat the raw linear probe on all modalities on clean accuracy: {len(winners)}/{len(beats)} "
             f"({', '.join(winners) or 'none'}); gmc: {'yes' if beats.get('gmc') else 'no'}."
         )
-    masking = masking_table(everything)
-    if masking:
-        print("\nRGMC, per-cell against per-sample worst-case accuracy:\n")
-        print("\n".join(masking))
+    for target in modalities:
+        masking = masking_table(everything, target)
+        if masking:
+            print(f"\nRGMC, per-cell against per-sample worst-case accuracy, PGD on {target}:\n")
+            print("\n".join(masking))
     return 0
 
 
