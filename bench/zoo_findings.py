@@ -55,7 +55,7 @@ def _std(values: np.ndarray) -> float:
 def pct(values: np.ndarray) -> str:
     if not len(values):
         return "–"
-    spread = f"{100 * values.std(ddof=1):.1f}" if len(values) > 1 else "–"
+    spread = f"{100 * _std(values):.1f}" if len(values) > 1 else "–"
     return f"{100 * values.mean():.1f} ± {spread}"
 
 

@@ -153,6 +153,7 @@ def run(cfg: RunConfig, out_dir: str | Path, hooks: Hooks | None = None, prep: P
     write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     all_rows: list[dict[str, Any]] = []
     infos = []
+    df = to_frame(all_rows)
     for seed in cfg.seeds:
         rows, info = run_seed(prep, seed, hooks)
         all_rows += rows
@@ -161,4 +162,4 @@ def run(cfg: RunConfig, out_dir: str | Path, hooks: Hooks | None = None, prep: P
         write_parquet(df, out / "results.parquet")
         write_text(out / "summary.md", summary_markdown(df))
         write_text(out / "history.json", json.dumps(infos, indent=1))
-    return to_frame(all_rows)
+    return df
