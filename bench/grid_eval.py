@@ -21,8 +21,9 @@ import torch
 from robustmm.attacks import GRIDS, evaluate_grid
 from robustmm.config import OptimConfig
 from robustmm.data import load_dataset
+from robustmm.device import resolve_device
 from robustmm.models import Chain, build_model
-from robustmm.train import resolve_device, seed_everything, train_pipeline
+from robustmm.train import seed_everything, train_pipeline
 
 
 def machine(device: torch.device) -> str:

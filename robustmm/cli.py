@@ -49,7 +49,7 @@ class ConsoleHooks:
 
             self.bar = tqdm(total=total, desc=f"seed {seed} {stage}", unit="epoch", file=sys.stderr)
 
-    def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: Any = None) -> None:
         shown = {k: v for k, v in metrics.items() if k in ("loss", "train_accuracy", "contrastive", "recon")}
         text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
         if self.bar is not None:

@@ -9,6 +9,7 @@ smallest mean η, for two modalities η^(1)/η^(2) with the more vulnerable one 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +19,28 @@ import torch
 from robustmm.attacks import ATTACKS, Cell, evaluate_grid
 from robustmm.attacks.grid import ROW_PARAMS, STATISTICS, certificate_cells
 from robustmm.data.base import MultimodalDataset, Split
-from robustmm.models.base import Chain, RepresentationModel, variant_label
+from robustmm.errors import ConfigError
+from robustmm.models.base import MODELS, Chain, RepresentationModel, variant_label
 from robustmm.worst_case import worst_case_accuracy
 
+log = logging.getLogger(__name__)
+
 Progress = Callable[[str, int, int], None]
+
+
+def model_cells(model: str, cells: list[Cell], *, strict: bool = True) -> list[Cell]:
+    """The grid cells `model` can be scored on: certified cells need a model that certifies."""
+    certified = certificate_cells(cells)
+    if not certified or MODELS.get(model).cls.certifies:
+        return cells
+    if strict:
+        able = ", ".join(n for n, e in MODELS.items() if e.cls.certifies)
+        raise ConfigError(
+            f"model {model!r} gives no certified radius but the grid has {len(certified)} certified cells; "
+            f"only {able} certify — use grid l2, or drop the certified cells"
+        )
+    log.info("%s gives no certified radius: its %d certified cells are skipped", model, len(certified))
+    return [c for c in cells if c not in certified]
 
 
 def evaluate_pipeline(

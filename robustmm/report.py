@@ -40,8 +40,10 @@ from robustmm import config as C
 from robustmm.attacks import parse_grid
 from robustmm.config import RunConfig
 from robustmm.data.base import DATASETS, check_options
+from robustmm.device import resolve_device
 from robustmm.errors import ConfigError
-from robustmm.experiment import Hooks, Prepared, model_cells, prepare, run_seed
+from robustmm.evaluate import model_cells
+from robustmm.experiment import Prepared, prepare, run_seed
 from robustmm.models import MODELS
 from robustmm.models.base import build_model, make_options, model_defaults
 from robustmm.registry import did_you_mean
@@ -60,7 +62,7 @@ from robustmm.results import (
     write_parquet,
     write_text,
 )
-from robustmm.train import resolve_device
+from robustmm.train import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,8 @@ DEFAULTS: dict[str, Any] = {"seeds": "0-9", "eval": {"grid": "thesis"}}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
-class ReportHooks(Hooks):
-    """`experiment.Hooks` plus what a report adds: which (model, seed) comes next and whether it trains."""
+class ReportHooks(Reporter):
+    """The run loop's `Reporter` plus what a report adds: which (model, seed) comes next and whether it trains."""
 
     def on_run(self, index: int, total: int, model: str, seed: int, status: str) -> None: ...
 

@@ -1,13 +1,14 @@
-"""The two-stage pipeline: fit the representation without labels, freeze it, fit the classifier.
+"""The one runner of training plans (robustmm/models/plan.py documents the lifecycle it follows).
 
 Data stay whole tensors on the run's device; a batch is a slice of index tensors, so there is
 no per-sample Python work in the hot loop. The run seed fixes initialisation, shuffling and
-training noise: the same seed on the same CPU gives the same numbers.
+training noise: the same seed on the same CPU gives the same numbers. A front end (the CLI, a
+report, a Ray trial) hears the run through one `Reporter`; a checkpoint (`LoopState`, keyed by
+stage index and epoch) rides with the epoch report it was taken at.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import zlib
@@ -22,37 +23,61 @@ from robustmm.attacks import ATTACKS
 from robustmm.config import OptimConfig
 from robustmm.data.base import MultimodalDataset, Split
 from robustmm.errors import TrainingError
-from robustmm.models.base import (
-    AdversarialTraining,
-    Chain,
-    Classifier,
-    OwnHead,
-    ReferenceRequest,
-    RepresentationModel,
-    build_model,
-)
+from robustmm.models.base import Chain, Classifier, OwnHead, RepresentationModel, build_model
+from robustmm.models.plan import REFERENCE_STAGE_NAMES, ClassifierStage, Craft, ModelStage, Phase, Plan, Reference
 
 log = logging.getLogger(__name__)
 
-# (stage, epoch, metrics) after each epoch; stage is "representation" or "classifier".
+# (stage, epoch, metrics) after each epoch: the short form of `Reporter.on_epoch`.
 EpochCallback = Callable[[str, int, dict[str, float]], None]
 
+CLASSIFIER_INPUT_SEED_OFFSET = 104729
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from robustmm.errors import ConfigError
 
-        raise ConfigError(f"device {name!r} asked for but no CUDA device is available; use --set device=cpu")
-    return torch.device(name)
+class Reporter:
+    """What a front end hears from one run, in this order for every seed: `on_stage` when a stage
+    begins (its reported name and epochs), `on_epoch` after each epoch (the epoch's mean metrics,
+    and the checkpoint state when one is due, else None), `on_eval` while the grid is evaluated,
+    `on_seed_done` with the seed's rows. Every method is optional."""
+
+    def on_stage(self, seed: int, stage: str, total: int) -> None: ...
+    def on_epoch(
+        self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None
+    ) -> None: ...
+    def on_eval(self, seed: int, description: str, done: int, total: int) -> None: ...
+    def on_seed_done(self, seed: int, rows: list[dict[str, Any]]) -> None: ...
+
+
+class _Callbacks(Reporter):
+    """A Reporter from the short callbacks: `on_epoch(stage, epoch, metrics)` and `save(state)`."""
+
+    def __init__(self, on_epoch: EpochCallback | None, save: Callable[[LoopState], None] | None) -> None:
+        self.epoch, self.save = on_epoch, save
+
+    def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None) -> None:
+        if state is not None and self.save is not None:
+            self.save(state)
+        if self.epoch is not None:
+            self.epoch(stage, epoch, metrics)
+
+
+class _Renamed(Reporter):
+    """A reference pipeline's reports, under the reference's stage names."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+
+    def on_stage(self, seed: int, stage: str, total: int) -> None:
+        self.inner.on_stage(seed, REFERENCE_STAGE_NAMES.get(stage, stage), total)
+
+    def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None) -> None:
+        self.inner.on_epoch(seed, REFERENCE_STAGE_NAMES.get(stage, stage), epoch, metrics, None)
 
 
 def make_optimizer(
     params: Iterator[nn.Parameter] | list[nn.Parameter] | list[dict[str, Any]], cfg: OptimConfig
 ) -> torch.optim.Optimizer:
-    """The configured optimizer over `params`: parameters, or groups {'name', 'params', ...} (each
-    group may override lr / weight_decay later; see RepresentationModel.param_groups)."""
+    """The configured optimizer over `params`: parameters, or groups {'name', 'params'}."""
     params = list(params)
     if params and isinstance(params[0], dict):
         params = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
@@ -86,10 +111,13 @@ def _check_finite(loss: Tensor, stage: str, epoch: int, step: int) -> None:
 
 @dataclass
 class LoopState:
-    """Where one stage's loop stands after `epoch` epochs: enough to continue it bit for bit.
+    """Where a run stands after `epoch` epochs of stage `stage_index` (named `stage`): enough to
+    continue it bit for bit.
 
-    Besides the weights and the optimizer it holds every random state the loop draws from (the
-    shuffling generator, the global CPU and CUDA generators that training noise uses), so a run
+    Besides the stage's weights and optimizer it holds every random state the loop draws from
+    (the shuffling generator, the global CPU and CUDA generators that training noise uses), the
+    histories of the stages before (`finished`), the model's weights when a later stage trains
+    something else (`frozen`) and the reference pipeline's weights (`reference`), so a run
     resumed from it gives the same numbers as one that never stopped.
     """
 
@@ -103,6 +131,8 @@ class LoopState:
     history: list[dict[str, float]]
     finished: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     frozen: dict[str, Tensor] | None = None
+    stage_index: int = 0
+    reference: dict[str, Tensor] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -114,79 +144,80 @@ class LoopState:
 
 @dataclass
 class Checkpointing:
-    """Save a LoopState after every `every` epochs of a stage (and after its last); `resume`
-    continues from one. `save` gets the state before the epoch's `on_epoch` call, so a front end
-    can hand both to its tracker in one report."""
+    """Take a LoopState after every `every` epochs of a stage (and after its last); it reaches
+    the reporter with that epoch's report (and `save`, when given, just before). `resume`
+    continues from one."""
 
     every: int
-    save: Callable[[LoopState], None]
+    save: Callable[[LoopState], None] | None = None
     resume: LoopState | None = None
 
 
-def _capture(
-    stage: str, epoch: int, module: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator, history: list
-) -> LoopState:
-    return LoopState(
-        stage=stage,
-        epoch=epoch,
-        module={k: v.detach().clone() for k, v in module.state_dict().items()},
-        optimizer=opt.state_dict(),
-        generator=gen.get_state(),
-        rng=torch.get_rng_state(),
-        cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        history=[dict(h) for h in history],
-    )
+def _weights(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _restore(state: LoopState, module: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> None:
-    module.load_state_dict(state.module)
-    opt.load_state_dict(state.optimizer)
-    gen.set_state(state.generator)
-    torch.set_rng_state(state.rng)
-    if state.cuda_rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state.cuda_rng)
+@dataclass
+class _Run:
+    """What the stages of one run of a plan share."""
+
+    seed: int
+    device: torch.device
+    reporter: Reporter
+    every: int
+    resume: LoopState | None
+    history: dict[str, list[dict[str, float]]]
+    reference: Chain | None = None
+    frozen: dict[str, Tensor] | None = None
+
+    def resume_for(self, index: int) -> LoopState | None:
+        return self.resume if self.resume is not None and self.resume.stage_index == index else None
 
 
 def run_epochs(
-    stage: str,
+    run: _Run,
+    index: int,
+    name: str,
     module: nn.Module,
     loss_fn: Callable[[Tensor], tuple[Tensor, dict[str, float]]],
     n: int,
     cfg: OptimConfig,
+    epochs: int,
     *,
     seed: int,
-    device: torch.device,
-    on_epoch: EpochCallback | None = None,
     optimizer: torch.optim.Optimizer | None = None,
-    checkpointing: Checkpointing | None = None,
-    finished: dict[str, list[dict[str, float]]] | None = None,
-    frozen: nn.Module | None = None,
     on_epoch_start: Callable[[int], None] | None = None,
 ) -> list[dict[str, float]]:
-    """The one training loop both stages use: shuffle, step, average metrics, report per epoch.
+    """The one training loop every stage uses: shuffle, step, average metrics, report per epoch.
 
-    With `checkpointing`, it continues from `checkpointing.resume` when that state is of this
-    stage and saves its state every `every` epochs; `finished` (earlier stages' histories) and
-    `frozen` (a module trained by an earlier stage) ride along in the saved state. `on_epoch_start`
-    hears each epoch's number before it runs (resumed epochs included)."""
+    It continues from the run's resume state when that is of stage `index`, and takes its
+    state every `run.every` epochs (and after the last). `on_epoch_start` hears each epoch's
+    number before it runs (resumed epochs included)."""
     opt = optimizer or make_optimizer(list(module.parameters()), cfg)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     first = 1
-    resume = checkpointing.resume if checkpointing else None
-    if resume is not None and resume.stage == stage:
-        _restore(resume, module, opt, gen)
+    resume = run.resume_for(index)
+    if resume is not None:
+        module.load_state_dict(resume.module)
+        opt.load_state_dict(resume.optimizer)
+        gen.set_state(resume.generator)
+        torch.set_rng_state(resume.rng)
+        if resume.cuda_rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume.cuda_rng)
         history, first = [dict(h) for h in resume.history], resume.epoch + 1
-    for epoch in range(first, cfg.epochs + 1):
+    if first <= epochs:
+        run.reporter.on_stage(run.seed, name, epochs)
+    for epoch in range(first, epochs + 1):
         if on_epoch_start is not None:
             on_epoch_start(epoch)
         module.train()
         start = time.perf_counter()
         sums: dict[str, float] = {}
         steps = 0
-        for step, idx in enumerate(shuffled_batches(n, cfg.batch_size, gen, device)):
+        for step, idx in enumerate(shuffled_batches(n, cfg.batch_size, gen, run.device)):
             loss, metrics = loss_fn(idx)
-            _check_finite(loss, stage, epoch, step)
+            _check_finite(loss, name, epoch, step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -196,16 +227,24 @@ def run_epochs(
         record = {k: v / max(steps, 1) for k, v in sums.items()}
         record["epoch_seconds"] = time.perf_counter() - start
         history.append(record)
-        log.info("%s epoch %d/%d: %s", stage, epoch, cfg.epochs, _fmt(record))
-        if checkpointing is not None and checkpointing.every > 0:
-            if epoch % checkpointing.every == 0 or epoch == cfg.epochs:
-                state = _capture(stage, epoch, module, opt, gen, history)
-                state.finished = dict(finished or {})
-                if frozen is not None:
-                    state.frozen = {k: v.detach().clone() for k, v in frozen.state_dict().items()}
-                checkpointing.save(state)
-        if on_epoch is not None:
-            on_epoch(stage, epoch, record)
+        log.info("%s epoch %d/%d: %s", name, epoch, epochs, _fmt(record))
+        state = None
+        if run.every > 0 and (epoch % run.every == 0 or epoch == epochs):
+            state = LoopState(
+                stage=name,
+                epoch=epoch,
+                module=_weights(module),
+                optimizer=opt.state_dict(),
+                generator=gen.get_state(),
+                rng=torch.get_rng_state(),
+                cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                history=[dict(h) for h in history],
+                finished={k: [dict(h) for h in v] for k, v in run.history.items() if v},
+                frozen=run.frozen,
+                stage_index=index,
+                reference=_weights(run.reference) if run.reference is not None else None,
+            )
+        run.reporter.on_epoch(run.seed, name, epoch, record, state)
     module.eval()
     return history
 
@@ -214,80 +253,120 @@ def _fmt(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
 
 
-def fit_representation(
+def craft_batch(
     model: RepresentationModel,
-    train: Split,
-    cfg: OptimConfig,
-    *,
-    seed: int,
-    on_epoch: EpochCallback | None = None,
-    checkpointing: Checkpointing | None = None,
-) -> list[dict[str, float]]:
-    """Stage 1: `model.representation_epochs(cfg.epochs)` epochs of `model.loss`, with the model's
-    parameter groups; a model that asks for adversarial training gets each batch crafted first."""
-    device = train.labels.device
-    cfg = dataclasses.replace(cfg, epochs=model.representation_epochs(cfg.epochs))
-    if cfg.epochs == 0:  # nothing to train (the raw-input baseline): no optimizer over no parameters
+    batch: dict[str, Any],
+    craft: Craft,
+    rng: torch.Generator,
+    reference: Chain | None = None,
+) -> dict[str, Any]:
+    """What `craft` adds to a training batch: its adversarial inputs (under the modality names,
+    replacing the clean ones, or as one dict under "adversarial"), made by the very attack
+    function the evaluator runs, against the model itself or the plan's frozen reference; the
+    model's train/eval mode is restored afterwards."""
+    inputs = {n: batch[n] for n in model.names}
+    objective = getattr(model, craft.loss) if craft.loss else None
+    if craft.against == "reference":
+        if reference is None:
+            raise TrainingError(f"{type(model).__name__} crafts against a reference pipeline its plan does not train")
+        chain: Callable[..., Tensor] = reference
+    elif objective is None and not model.own_head:
+        raise TrainingError(f"{type(model).__name__} crafts against its own logits but has no head of its own")
+    else:
+        chain = model.encode
+    ranges = {s.name: s.value_range for s in model.specs}
+    was_training = model.training
+    if craft.eval_mode:
         model.eval()
-        model.finish_training(train)
+    try:
+        with torch.enable_grad():
+            adv = ATTACKS.get(craft.attack).fn(
+                chain,
+                inputs,
+                batch["label"],
+                craft.targets or model.names,
+                ranges,
+                rng=rng,
+                loss=objective,
+                **craft.params,
+            )
+    finally:
+        if craft.eval_mode:
+            model.train(was_training)
+    adv = {n: adv[n].detach() for n in model.names}
+    return {"adversarial": adv} if craft.into == "adversarial" else adv
+
+
+def enter_phase(
+    model: RepresentationModel,
+    stage: ModelStage,
+    epoch: int,
+    train: Split,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Phase:
+    """Put the model (and the stage's optimizer) in the state of `epoch`'s phase: its settings
+    and rates every epoch; at the phase's first epoch also its optimizer-state resets and its
+    `begin` method. Returns the phase."""
+    _, phase = stage.phase_at(epoch)
+    for key, value in phase.settings.items():
+        setattr(model, key, value)
+    starts = stage.phase_starts(epoch)
+    if optimizer is not None:
+        for group in optimizer.param_groups:
+            rate = phase.rates.get(group.get("name", "all"))
+            group["lr"] = stage.cfg.lr * (rate.lr_scale if rate else 1.0)
+            decay = rate.weight_decay if rate is not None else None
+            group["weight_decay"] = stage.cfg.weight_decay if decay is None else decay
+            if starts and group.get("name") in phase.reset:
+                for p in group["params"]:
+                    optimizer.state.pop(p, None)
+    if starts and phase.begin is not None:
+        getattr(model, phase.begin)(train)
+    return phase
+
+
+def _model_stage(run: _Run, index: int, stage: ModelStage, model: RepresentationModel, train: Split) -> list[dict]:
+    """A model stage: its phases with one optimizer over its parameter groups."""
+    if stage.epochs == 0:  # nothing to train (the raw-input baseline): no optimizer over no parameters
+        model.eval()
+        if stage.after is not None:
+            getattr(model, stage.after)(train)
         return []
-    opt = make_optimizer(model.param_groups(), cfg)
-    where = {"epoch": 0, "step": 0}
+    groups = getattr(model, stage.groups)() if stage.groups else {"all": list(model.parameters())}
+    opt = make_optimizer([{"name": k, "params": list(v)} for k, v in groups.items()], stage.cfg)
+    where: dict[str, Any] = {"epoch": 0, "step": 0, "phase": stage.phases[0]}
 
     def start(epoch: int) -> None:
-        where.update(epoch=epoch, step=0)
-        model.begin_epoch(epoch, cfg.epochs, train=train, optimizer=opt)
+        where.update(epoch=epoch, step=0, phase=enter_phase(model, stage, epoch, train, opt))
 
     def loss_fn(idx: Tensor) -> tuple[Tensor, dict[str, float]]:
-        batch = {name: x[idx] for name, x in train.inputs.items()}
+        batch: dict[str, Any] = {name: x[idx] for name, x in train.inputs.items()}
         batch["label"] = train.labels[idx]
-        request = model.adversarial_training()
-        if request is not None:
+        craft = where["phase"].craft
+        if craft is not None:
             # one generator per (seed, epoch, step): a resumed run draws the same random starts
-            key = f"{seed}|{request.attack}|{where['epoch']}|{where['step']}"
-            rng = torch.Generator(device=device).manual_seed(zlib.crc32(key.encode()))
-            batch.update(adversarial_batch(model, batch, request, rng))
+            key = f"{run.seed}|{craft.attack}|{where['epoch']}|{where['step']}"
+            rng = torch.Generator(device=run.device).manual_seed(zlib.crc32(key.encode()))
+            batch.update(craft_batch(model, batch, craft, rng, run.reference))
         where["step"] += 1
-        return model.loss(batch)
+        return getattr(model, where["phase"].loss)(batch)
 
     history = run_epochs(
-        "representation",
+        run,
+        index,
+        stage.name,
         model,
         loss_fn,
         len(train),
-        cfg,
-        seed=seed,
-        device=device,
-        on_epoch=on_epoch,
+        stage.cfg,
+        stage.epochs,
+        seed=run.seed,
         optimizer=opt,
-        checkpointing=checkpointing,
         on_epoch_start=start,
     )
-    model.finish_training(train)
+    if stage.after is not None:
+        getattr(model, stage.after)(train)
     return history
-
-
-def adversarial_batch(
-    model: RepresentationModel, batch: dict[str, Tensor], request: AdversarialTraining, rng: torch.Generator
-) -> dict[str, Tensor]:
-    """The batch's inputs replaced by `request.attack` examples against the model's own logits,
-    crafted with the model in eval mode (BatchNorm statistics untouched), the very attack function
-    the evaluator runs (a true L2 projection for pgd_l2)."""
-    if not model.own_head:
-        raise TrainingError(f"{type(model).__name__} asks for adversarial training but has no head of its own")
-    inputs = {n: batch[n] for n in model.names}
-    targets = request.targets or model.names
-    ranges = {s.name: s.value_range for s in model.specs}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            adv = ATTACKS.get(request.attack).fn(
-                model.encode, inputs, batch["label"], targets, ranges, rng=rng, **request.params
-            )
-    finally:
-        model.train(was_training)
-    return {n: adv[n].detach() for n in model.names}
 
 
 @torch.no_grad()
@@ -307,31 +386,24 @@ def encode_all(
     return torch.cat(parts)
 
 
-CLASSIFIER_INPUT_SEED_OFFSET = 104729
-
-
-def fit_classifier(
-    model: RepresentationModel,
-    train: Split,
-    num_classes: int,
-    cfg: OptimConfig,
-    *,
-    seed: int,
-    on_epoch: EpochCallback | None = None,
-    checkpointing: Checkpointing | None = None,
-    finished: dict[str, list[dict[str, float]]] | None = None,
-) -> tuple[Classifier, list[dict[str, float]]]:
-    """Train the classifier (the model's `classifier_hidden` widths) on latents of the frozen
-    model: the latents are computed once, from the inputs `model.classifier_training_inputs`
-    gives (the clean ones unless the model is configured otherwise; any noise there comes from
-    its own generator, seeded from `seed`)."""
-    for p in model.parameters():
+def _freeze(module: nn.Module) -> None:
+    for p in module.parameters():
         p.requires_grad_(False)
-    gen = torch.Generator(device=train.labels.device).manual_seed(seed + CLASSIFIER_INPUT_SEED_OFFSET)
-    z = encode_all(model, train, view=lambda inputs: model.classifier_training_inputs(inputs, gen))
+
+
+def _classifier_stage(
+    run: _Run, index: int, stage: ClassifierStage, model: RepresentationModel, train: Split, num_classes: int
+) -> tuple[Classifier, list[dict]]:
+    """The classifier on latents of the frozen model, computed once, from the clean training
+    inputs or the model's `stage.view` of them (any noise there from its own generator)."""
+    _freeze(model)
+    run.frozen = _weights(model)
+    gen = torch.Generator(device=train.labels.device).manual_seed(run.seed + CLASSIFIER_INPUT_SEED_OFFSET)
+    view = getattr(model, stage.view) if stage.view else None
+    z = encode_all(model, train, view=(lambda inputs: view(inputs, gen)) if view is not None else None)
     labels = train.labels
-    torch.manual_seed(seed)
-    clf = Classifier(z.shape[1], num_classes, model.classifier_hidden()).to(z.device)
+    torch.manual_seed(run.seed)
+    clf = Classifier(z.shape[1], num_classes, stage.hidden).to(z.device)
     ce = nn.CrossEntropyLoss()
 
     def loss_fn(idx: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -340,21 +412,8 @@ def fit_classifier(
         acc = (logits.argmax(1) == labels[idx]).float().mean()
         return loss, {"train_accuracy": float(acc)}
 
-    history = run_epochs(
-        "classifier",
-        clf,
-        loss_fn,
-        len(labels),
-        cfg,
-        seed=seed + 1,
-        device=z.device,
-        on_epoch=on_epoch,
-        checkpointing=checkpointing,
-        finished=finished,
-        frozen=model,
-    )
-    for p in clf.parameters():
-        p.requires_grad_(False)
+    history = run_epochs(run, index, stage.name, clf, loss_fn, len(labels), stage.cfg, stage.epochs, seed=run.seed + 1)
+    _freeze(clf)
     return clf, history
 
 
@@ -368,6 +427,109 @@ class Pipeline:
     seconds: float = 0.0
 
 
+def run_plan(
+    plan: Plan,
+    model: RepresentationModel,
+    dataset: MultimodalDataset,
+    *,
+    seed: int,
+    reporter: Reporter | None = None,
+    checkpointing: Checkpointing | None = None,
+) -> Pipeline:
+    """Train `model` by `plan` on `dataset.train` (already on the run's device); the lifecycle is
+    robustmm/models/plan.py's. A resume state skips the stages before its own and restores what
+    they trained (the model's weights, the reference pipeline) from it."""
+    start = time.perf_counter()
+    reporter = reporter or Reporter()
+    if checkpointing is not None and checkpointing.save is not None:
+        reporter = _Saving(reporter, checkpointing.save)
+    resume = checkpointing.resume if checkpointing else None
+    run = _Run(
+        seed=seed,
+        device=dataset.train.labels.device,
+        reporter=reporter,
+        every=checkpointing.every if checkpointing else 0,
+        resume=resume,
+        history={"representation": [], "classifier": []},
+    )
+    if resume is not None:
+        run.history.update({k: [dict(h) for h in v] for k, v in resume.finished.items()})
+        if resume.frozen is not None:
+            model.load_state_dict(resume.frozen)
+            run.frozen = resume.frozen
+    if plan.reference is not None:
+        run.reference = reference_pipeline(plan.reference, model, dataset, seed, reporter, resume)
+    classifier: nn.Module = OwnHead()
+    first = resume.stage_index if resume is not None else 0
+    for index, stage in enumerate(plan.stages):
+        if index < first:
+            continue
+        if isinstance(stage, ModelStage):
+            run.history[stage.name] = _model_stage(run, index, stage, model, dataset.train)
+        else:
+            classifier, run.history[stage.name] = _classifier_stage(
+                run, index, stage, model, dataset.train, dataset.num_classes
+            )
+    _freeze(model)
+    return Pipeline(model, classifier, run.history, time.perf_counter() - start)
+
+
+class _Saving(Reporter):
+    """Hands each checkpoint state to `save` before the reporter hears the epoch."""
+
+    def __init__(self, inner: Reporter, save: Callable[[LoopState], None]) -> None:
+        self.inner, self.save = inner, save
+
+    def on_stage(self, seed: int, stage: str, total: int) -> None:
+        self.inner.on_stage(seed, stage, total)
+
+    def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None) -> None:
+        if state is not None:
+            self.save(state)
+        self.inner.on_epoch(seed, stage, epoch, metrics, state)
+
+
+def reference_pipeline(
+    reference: Reference,
+    model: RepresentationModel,
+    dataset: MultimodalDataset,
+    seed: int,
+    reporter: Reporter,
+    resume: LoopState | None = None,
+) -> Chain:
+    """The frozen pipeline a plan trains before its model (RGMC's GMC + classifier).
+
+    It draws from its own seed (run seed + the reference's offset) inside a forked RNG, so the
+    model's own random stream is the same whether or not a reference was trained; a resume state
+    that carries its weights rebuilds it without training. Its epochs report as stages
+    "reference" and "reference-classifier"."""
+    ref_seed = seed + reference.seed_offset
+    device = dataset.train.labels.device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(ref_seed)
+        ref_model = build_model(reference.model, model.specs, reference.options, num_classes=dataset.num_classes)
+        ref_model = ref_model.to(device)
+        if resume is not None and resume.reference is not None:
+            chain = Chain(ref_model, _head(reference.plan, ref_model, dataset.num_classes).to(device))
+            chain.load_state_dict(resume.reference)
+        else:
+            log.info("training the reference %s for %s", reference.model, type(model).__name__)
+            pipe = run_plan(reference.plan, ref_model, dataset, seed=ref_seed, reporter=_Renamed(reporter))
+            chain = Chain(pipe.model, pipe.classifier)
+    _freeze(chain)
+    return chain.eval()
+
+
+def _head(plan: Plan, model: RepresentationModel, num_classes: int) -> nn.Module:
+    """An untrained classifier of the shape `plan` trains (OwnHead when it trains none)."""
+    stage = next((s for s in plan.stages if isinstance(s, ClassifierStage)), None)
+    return OwnHead() if stage is None else Classifier(model.latent_dim, num_classes, stage.hidden)
+
+
+def plan_of(model: RepresentationModel, train_cfg: OptimConfig, classifier_cfg: OptimConfig) -> Plan:
+    return type(model).plan(model.options, train_cfg, classifier_cfg)
+
+
 def train_pipeline(
     model: RepresentationModel,
     dataset: MultimodalDataset,
@@ -375,93 +537,87 @@ def train_pipeline(
     classifier_cfg: OptimConfig,
     *,
     seed: int,
+    reporter: Reporter | None = None,
     on_epoch: EpochCallback | None = None,
     checkpointing: Checkpointing | None = None,
 ) -> Pipeline:
-    """Stage 1 then stage 2 on `dataset.train` (already on the run's device).
-
-    A `checkpointing.resume` state of the classifier stage skips stage 1: the representation
-    weights and history come from the state, and a reference pipeline the model asked for (which
-    only stage 1 uses) is not trained."""
-    start = time.perf_counter()
-    resume = checkpointing.resume if checkpointing else None
-    if model.own_head:  # supervised, its own head is the classifier: one stage only
-        rep = fit_representation(
-            model, dataset.train, train_cfg, seed=seed, on_epoch=on_epoch, checkpointing=checkpointing
-        )
-        for p in model.parameters():
-            p.requires_grad_(False)
-        head = OwnHead()
-        return Pipeline(model, head, {"representation": rep, "classifier": []}, time.perf_counter() - start)
-    request = model.reference_request()
-    if request is not None and (resume is None or resume.stage != "classifier"):  # only stage 1 uses it
-        model.set_reference(
-            train_reference(request, model, dataset, train_cfg, classifier_cfg, seed=seed, on_epoch=on_epoch)
-        )
-    if resume is not None and resume.stage == "classifier":
-        if resume.frozen is None:
-            raise TrainingError("a classifier-stage checkpoint lacks the representation weights; start the run afresh")
-        model.load_state_dict(resume.frozen)
-        rep = resume.finished.get("representation", [])
-    else:
-        rep = fit_representation(
-            model, dataset.train, train_cfg, seed=seed, on_epoch=on_epoch, checkpointing=checkpointing
-        )
-    clf, cls_hist = fit_classifier(
-        model,
-        dataset.train,
-        dataset.num_classes,
-        classifier_cfg,
-        seed=seed,
-        on_epoch=on_epoch,
-        checkpointing=checkpointing,
-        finished={"representation": rep},
-    )
-    return Pipeline(model, clf, {"representation": rep, "classifier": cls_hist}, time.perf_counter() - start)
+    """Train `model` by its plan for these budgets (`run_plan`); `on_epoch(stage, epoch, metrics)`
+    is the short form of a reporter."""
+    if reporter is None and on_epoch is not None:
+        reporter = _Callbacks(on_epoch, None)
+    plan = plan_of(model, train_cfg, classifier_cfg)
+    return run_plan(plan, model, dataset, seed=seed, reporter=reporter, checkpointing=checkpointing)
 
 
-REFERENCE_SEED_OFFSET = 7919
-
-
-def reference_epochs(request: ReferenceRequest, train_cfg: OptimConfig, classifier_cfg: OptimConfig) -> tuple[int, int]:
-    """(representation, classifier) epochs of a reference pipeline: the request's, else the run's."""
-    return (
-        train_cfg.epochs if request.epochs is None else request.epochs,
-        classifier_cfg.epochs if request.classifier_epochs is None else request.classifier_epochs,
-    )
-
-
-def train_reference(
-    request: ReferenceRequest,
+def fit_representation(
     model: RepresentationModel,
-    dataset: MultimodalDataset,
-    train_cfg: OptimConfig,
-    classifier_cfg: OptimConfig,
+    train: Split,
+    cfg: OptimConfig,
     *,
     seed: int,
     on_epoch: EpochCallback | None = None,
-) -> Chain:
-    """Train the frozen pipeline a model asked for (RGMC's GMC + classifier) before the model.
+) -> list[dict[str, float]]:
+    """The model stages of the model's plan alone, on a training split (no reference, no
+    classifier): the representation's history."""
+    plan = plan_of(model, cfg, OptimConfig(epochs=0))
+    run = _Run(seed, train.labels.device, _Callbacks(on_epoch, None), 0, None, {"representation": []})
+    for index, stage in enumerate(plan.stages):
+        if isinstance(stage, ModelStage):
+            run.history[stage.name] = _model_stage(run, index, stage, model, train)
+    return run.history["representation"]
 
-    It draws from its own seed (run seed + a fixed offset) inside a forked RNG, so the model's
-    own random stream is the same whether or not a reference was trained, and a resumed run,
-    which trains the reference again, gets the very same reference. Its epochs are reported as
-    stages "reference" and "reference-classifier"."""
-    ref_seed = seed + REFERENCE_SEED_OFFSET
-    epochs, classifier_epochs = reference_epochs(request, train_cfg, classifier_cfg)
-    ref_train = dataclasses.replace(train_cfg, epochs=epochs)
-    ref_classifier = dataclasses.replace(classifier_cfg, epochs=classifier_epochs)
-    device = dataset.train.labels.device
-    renamed = None
-    if on_epoch is not None:
-        names = {"representation": "reference", "classifier": "reference-classifier"}
-        renamed = lambda stage, epoch, metrics: on_epoch(names[stage], epoch, metrics)  # noqa: E731
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(ref_seed)
-        reference = build_model(request.model, model.specs, request.options, num_classes=dataset.num_classes).to(device)
-        log.info("training the reference %s for %s", request.model, type(model).__name__)
-        pipe = train_pipeline(reference, dataset, ref_train, ref_classifier, seed=ref_seed, on_epoch=renamed)
-    return Chain(pipe.model, pipe.classifier).eval()
+
+def fit_classifier(
+    model: RepresentationModel,
+    train: Split,
+    num_classes: int,
+    cfg: OptimConfig,
+    *,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[Classifier, list[dict[str, float]]]:
+    """The classifier stage of the model's plan alone, on latents of the frozen model."""
+    plan = plan_of(model, OptimConfig(epochs=0), cfg)
+    stage = next(s for s in plan.stages if isinstance(s, ClassifierStage))
+    run = _Run(seed, train.labels.device, _Callbacks(on_epoch, None), 0, None, {})
+    return _classifier_stage(run, plan.stages.index(stage), stage, model, train, num_classes)
+
+
+def epoch_metrics(plan: Plan, model: RepresentationModel, dataset: MultimodalDataset) -> set[str]:
+    """The metric names ('stage/metric') a run of `plan` reports per epoch, found by one loss call
+    on two samples per phase, with an untrained stand-in for a reference pipeline."""
+    names: set[str] = set()
+    reference = None
+    if plan.reference is not None:
+        device = dataset.train.labels.device
+        ref_model = build_model(
+            plan.reference.model, model.specs, plan.reference.options, num_classes=dataset.num_classes
+        )
+        ref_model = ref_model.to(device)
+        reference = Chain(ref_model, _head(plan.reference.plan, ref_model, dataset.num_classes).to(device))
+        inner = epoch_metrics(plan.reference.plan, ref_model, dataset)
+        for name in inner:
+            stage, metric = name.split("/", 1)
+            names.add(f"{REFERENCE_STAGE_NAMES.get(stage, stage)}/{metric}")
+    train = dataset.train.subset(slice(0, 2))
+    for stage in plan.stages:
+        if stage.epochs == 0:
+            continue
+        metrics = {"loss", "epoch_seconds"}
+        if isinstance(stage, ClassifierStage):
+            metrics.add("train_accuracy")
+        else:
+            for phase in stage.phases:
+                if phase.epochs == 0:
+                    continue
+                for key, value in phase.settings.items():
+                    setattr(model, key, value)
+                batch: dict[str, Any] = {**train.inputs, "label": train.labels}
+                if phase.craft is not None:
+                    batch.update(craft_batch(model, batch, phase.craft, torch.Generator(), reference))
+                metrics |= set(getattr(model, phase.loss)(batch)[1])
+        names |= {f"{stage.name}/{m}" for m in metrics}
+    return names
 
 
 def seed_everything(seed: int) -> None:

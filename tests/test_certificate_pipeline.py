@@ -14,10 +14,10 @@ from robustmm.attacks import evaluate_grid, make_cell, parse_grid
 from robustmm.config import OptimConfig, from_dict
 from robustmm.data.base import MultimodalDataset
 from robustmm.errors import ConfigError
-from robustmm.evaluate import evaluate_pipeline
-from robustmm.experiment import model_cells, prepare
+from robustmm.evaluate import evaluate_pipeline, model_cells
+from robustmm.experiment import prepare
 from robustmm.models import build_model
-from robustmm.models.base import Chain, Classifier, OwnHead
+from robustmm.models.base import Chain, Classifier, OwnHead, plan_for
 from robustmm.objectives import Objective, certificate_metrics, compute_objectives, make_objective
 from robustmm.results import read_parquet, summary_markdown, summary_tables, to_frame, write_parquet
 from robustmm.train import seed_everything, train_pipeline
@@ -187,5 +187,5 @@ def test_the_shipped_crmt_config_builds(toy):
 
     cfg = from_dict(load_yaml(Path(__file__).parents[1] / "configs" / "crmt.yaml"))
     assert cfg.model == "crmt-jt" and cfg.train.optimizer == "sgd" and cfg.eval.grid == "crmt"
-    model = build_model(cfg.model, toy.modalities, cfg.model_options, num_classes=10)
-    assert model.representation_epochs(cfg.train.epochs) == 133
+    build_model(cfg.model, toy.modalities, cfg.model_options, num_classes=10)
+    assert plan_for(cfg.model, cfg.model_options, cfg.train, cfg.classifier).total_epochs == 133

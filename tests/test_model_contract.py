@@ -16,8 +16,9 @@ from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec, MultimodalDataset
 from robustmm.evaluate import evaluate_pipeline
 from robustmm.models import MODELS, build_model
-from robustmm.models.base import base_label
-from robustmm.train import seed_everything, train_pipeline
+from robustmm.models.base import base_label, plan_for
+from robustmm.models.plan import ModelStage
+from robustmm.train import craft_batch, seed_everything, train_pipeline
 
 TINY = {
     "latent_dim": 8,
@@ -108,8 +109,12 @@ def test_every_kind_trains_and_encodes_every_subset(name, specs_name):
     if MODELS.get(name).cls.Options().__dict__.get("perturb_against") == "frozen":
         options["perturb_against"] = "current"  # the frozen reference needs a trained pipeline: tested above
     model = build_model(name, specs, options)
+    stage = plan_for(name, options, OptimConfig(epochs=1), OptimConfig(epochs=1)).stages[0]
+    trains = isinstance(stage, ModelStage)  # the raw-input probe has no representation stage
+    if trains and stage.phases[0].craft is not None:  # RGMC's loss reads the batch's FGSM examples
+        batch.update(craft_batch(model, batch, stage.phases[0].craft, torch.Generator().manual_seed(0)))
     loss, metrics = model.loss(batch)
-    if model.representation_epochs(1) > 0:  # the raw-input probe has no representation stage
+    if trains:
         loss.backward()
     assert math.isfinite(float(loss.detach())) and all(isinstance(v, float) for v in metrics.values())
     dead = [n for n, w in model.named_parameters() if w.grad is None or not torch.isfinite(w.grad).all()]

@@ -18,9 +18,9 @@ from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec, MultimodalDataset, Split
 from robustmm.errors import ConfigError
 from robustmm.models import build_model
-from robustmm.models.base import Chain, OwnHead
+from robustmm.models.base import Chain, OwnHead, plan_for
 from robustmm.models.crmt import margin_regulariser, runner_up
-from robustmm.train import adversarial_batch, fit_representation, train_pipeline
+from robustmm.train import craft_batch, enter_phase, fit_representation, train_pipeline
 
 U = ModalitySpec("u", "vector", (6,))
 V = ModalitySpec("v", "vector", (5,))
@@ -47,6 +47,16 @@ def dataset(specs, n: int = 64, k: int = K) -> MultimodalDataset:
 
 def batch_of(split: Split) -> dict[str, torch.Tensor]:
     return {**split.inputs, "label": split.labels}
+
+
+def schedule(name: str, options: dict, epochs: int):
+    """The representation stage of the model's plan for `epochs` step-1 epochs."""
+    return plan_for(name, options, OptimConfig(epochs=epochs), OptimConfig()).stages[0]
+
+
+def steps(stage) -> list[int]:
+    """The CRMT step of each epoch of a stage."""
+    return [stage.phase_at(e)[1].settings["step"] for e in range(1, stage.epochs + 1)]
 
 
 def ref_margin(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -398,12 +408,10 @@ def test_uni_modal_radius_is_at_least_the_joint_radius():
 
 
 def test_schedule_of_steps():
-    model = build_model("crmt-jt", (U, V), {"latent_dim": 4, "step2_epochs": 2}, num_classes=K)
-    assert model.representation_epochs(3) == 5
-    assert [model.step_of(e, 5) for e in range(1, 6)] == [1, 1, 1, 2, 2]
-    model = build_model("crmt-jt", (U, V), {"latent_dim": 4, "rounds": 3, "step2_epochs": 1}, num_classes=K)
-    assert model.representation_epochs(2) == 9
-    assert [model.step_of(e, 9) for e in range(1, 10)] == [1, 1, 2, 1, 1, 2, 1, 1, 2]
+    stage = schedule("crmt-jt", {"latent_dim": 4, "step2_epochs": 2}, 3)
+    assert stage.epochs == 5 and steps(stage) == [1, 1, 1, 2, 2]
+    stage = schedule("crmt-jt", {"latent_dim": 4, "rounds": 3, "step2_epochs": 1}, 2)
+    assert stage.epochs == 9 and steps(stage) == [1, 1, 2, 1, 1, 2, 1, 1, 2]
 
 
 def _trainable_state(model) -> dict[str, torch.Tensor]:
@@ -447,10 +455,11 @@ def test_step2_trains_only_a_and_freezes_batchnorm(optimizer):
     assert not torch.equal(snaps[2][1], a1) and not torch.equal(snaps[3][1], snaps[2][1]), "a must train in step 2"
     assert any("running_mean" in k for k in state1) and any("num_batches_tracked" in k for k in state1)
     # the mode switch itself: model.train() in step 1 vs step 2
-    model.begin_epoch(1, 3, train=data.train)
+    stage = schedule("crmt-jt", {"latent_dim": 4, "step2_epochs": 2}, 1)
+    enter_phase(model, stage, 1, data.train)
     model.train()
     assert all(m.training for m in bns) and model.heads.training
-    model.begin_epoch(2, 3, train=data.train)
+    enter_phase(model, stage, 2, data.train)
     model.train()
     assert model.training and not any(m.training for m in bns) and not model.heads.training
     model.eval()
@@ -461,8 +470,8 @@ def test_rounds_alternate_steps_and_reestimate_lipschitz():
     torch.manual_seed(0)
     data = dataset((U, V), n=32)
     model = build_model("crmt-jt", (U, V), {"latent_dim": 4, "rounds": 2, "step2_epochs": 1}, num_classes=K)
-    assert model.representation_epochs(1) == 4
-    assert [model.step_of(e, 4) for e in range(1, 5)] == [1, 2, 1, 2]
+    stage = schedule("crmt-jt", {"latent_dim": 4, "rounds": 2, "step2_epochs": 1}, 1)
+    assert stage.epochs == 4 and steps(stage) == [1, 2, 1, 2]
     calls = []
     real = model.estimate_lipschitz
 
@@ -478,10 +487,12 @@ def test_rounds_alternate_steps_and_reestimate_lipschitz():
     assert calls == [2, 2, 2]
 
 
-def test_step2_needs_the_training_split():
+def test_step2_begins_with_the_lipschitz_estimates_of_the_training_split():
     model = build_model("crmt-jt", (U, V), {"latent_dim": 4, "step2_epochs": 1}, num_classes=K)
-    with pytest.raises(ConfigError, match="training split"):
-        model.begin_epoch(2, 2)
+    stage = schedule("crmt-jt", {"latent_dim": 4, "step2_epochs": 1}, 1)
+    assert stage.phases[1].begin == "estimate_lipschitz"
+    enter_phase(model, stage, 2, blobs((U, V), 16))
+    assert model.step == 2 and (model.tau > 0).all()
 
 
 # ---------------------------------------------------------------------------------- CRMT-AT and CRMT-Mix
@@ -493,16 +504,16 @@ def test_crmt_at_requests_joint_l2_pgd_in_step1_only():
     model = build_model(
         "crmt-at", (U, V), {"latent_dim": 4, "at_eps": 0.3, "at_steps": 4, "step2_epochs": 1}, num_classes=K
     )
-    model.begin_epoch(1, 2, train=train)
-    request = model.adversarial_training()
+    stage = schedule("crmt-at", {"latent_dim": 4, "at_eps": 0.3, "at_steps": 4, "step2_epochs": 1}, 1)
+    request = enter_phase(model, stage, 1, train).craft
     assert request is not None and request.attack == "pgd_l2" and request.targets is None
     assert request.params["eps"] == 0.3 and request.params["steps"] == 4
     assert request.params["alpha"] == pytest.approx(2.5 * 0.3 / 4)
     batch = batch_of(train)
     for training in (True, False):
         model.train(training)
-        adv = adversarial_batch(model, batch, request, torch.Generator().manual_seed(0))
-        assert model.training is training, "adversarial_batch must restore the model's mode"
+        adv = craft_batch(model, batch, request, torch.Generator().manual_seed(0))
+        assert model.training is training, "craft_batch must restore the model's mode"
         dist = torch.cat([(adv[n] - batch[n]).flatten(1) for n in model.names], 1).norm(dim=1)
         assert (dist <= 0.3 + 1e-5).all() and dist.max() > 0.2
         assert all(adv[n].min() >= 0 and adv[n].max() <= 1 for n in model.names)
@@ -512,8 +523,7 @@ def test_crmt_at_requests_joint_l2_pgd_in_step1_only():
             clean_loss = F.cross_entropy(model.encode(batch), batch["label"])
             adv_loss = F.cross_entropy(model.encode(adv), batch["label"])
         assert adv_loss > clean_loss
-    model.begin_epoch(2, 2, train=train)
-    assert model.step == 2 and model.adversarial_training() is None
+    assert enter_phase(model, stage, 2, train).craft is None and model.step == 2
 
 
 def test_crmt_mix_loss_mixes_ce_and_margin_with_the_same_lambda_and_permutation():

@@ -12,6 +12,7 @@ from robustmm.config import OptimConfig
 from robustmm.errors import ConfigError
 from robustmm.evaluate import evaluate_pipeline
 from robustmm.models import MODELS, build_model
+from robustmm.models.base import plan_for
 from robustmm.train import seed_everything, train_pipeline
 
 
@@ -30,7 +31,8 @@ def test_registered_without_parameters_or_representation_stage(toy):
     assert "raw" in MODELS and "baseline" in MODELS.get("raw").summary
     model = build_model("raw", toy.modalities, {"modalities": ["trajectory"]})
     assert list(model.parameters()) == [] and model.latent_dim == 200
-    assert model.stage_totals(model.options, 7, 5) == (0, 5)  # the classifier's budget only
+    plan = plan_for("raw", {"modalities": ["trajectory"]}, OptimConfig(epochs=7), OptimConfig(epochs=5))
+    assert plan.totals() == [("classifier", 5)]  # the classifier's budget only
     assert build_model("raw", toy.modalities).latent_dim == 28 * 28 + 200
 
 

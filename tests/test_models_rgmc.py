@@ -13,13 +13,14 @@ import torch.nn.functional as F
 from robustmm.attacks import make_cell
 from robustmm.attacks.mask import decode_mask
 from robustmm.config import OptimConfig
-from robustmm.errors import ConfigError
+from robustmm.errors import ConfigError, TrainingError
 from robustmm.evaluate import evaluate_pipeline
 from robustmm.models import build_model
 from robustmm.models import rgmc as rgmc_module
+from robustmm.models.base import plan_for
 from robustmm.models.rgmc import argmax_gate, fuse
 from robustmm.objectives import compute_objectives, parse_objectives
-from robustmm.train import seed_everything, train_pipeline
+from robustmm.train import Reporter, craft_batch, enter_phase, reference_pipeline, seed_everything, train_pipeline
 
 SMALL = {"latent_dim": 8, "common_dim": 8, "head_hidden": 16, "odd_hidden": 16}
 
@@ -29,6 +30,13 @@ def batch_for(specs, n=8, seed=0):
     out = {s.name: torch.rand(n, *s.shape, generator=g) for s in specs}
     out["label"] = torch.arange(n) % 10
     return out
+
+
+def crafted(model, batch, options, epoch=1, epochs=1):
+    """The batch with the FGSM examples the model's plan crafts in `epoch` (RGMC's loss reads them)."""
+    stage = plan_for("rgmc", {**SMALL, **options}, OptimConfig(epochs=epochs), OptimConfig()).stages[0]
+    craft = stage.phase_at(epoch)[1].craft
+    return {**batch, **craft_batch(model, batch, craft, torch.Generator().manual_seed(0))}
 
 
 def test_fusion_matches_a_hand_computed_example():
@@ -82,7 +90,8 @@ def test_perturb_changes_only_the_named_modality_by_fgsm(toy):
     b = batch_for(toy.modalities, n=6)
     clean = {n: b[n] for n in model.names}
     which = torch.tensor([0, 1, 2, 0, 1, 2])
-    out = model.perturb(clean, which, None)
+    adversarial = crafted(model, b, {"perturb_against": "current", "fgsm_eps": 0.1})["adversarial"]
+    out = model.pick(clean, adversarial, which)
     for k, name in enumerate(model.names):
         delta = (out[name] - clean[name]).flatten(1)
         hit = which == k
@@ -111,7 +120,7 @@ def test_odd_one_out_loss_is_cross_entropy_on_logits(toy, monkeypatch):
     model = build_model("rgmc", toy.modalities, {**SMALL, "perturb_against": "current"})
     raw = {}
     model.odd.register_forward_hook(lambda module, args, out: raw.update(out=out.detach().clone()))
-    loss, metrics = model.loss(batch_for(toy.modalities))
+    loss, metrics = model.loss(crafted(model, batch_for(toy.modalities), {"perturb_against": "current"}))
     loss.backward()
     assert "logits" in seen, "the odd-one-out term is not a cross-entropy over M+1 logits"
     assert torch.equal(seen["logits"], raw["out"]), "the cross-entropy must get o's raw output, not its softmax"
@@ -124,11 +133,13 @@ def test_two_phase_training_switches_the_loss(toy):
     torch.manual_seed(0)
     model = build_model("rgmc", toy.modalities, {**SMALL, "perturb_against": "current", "two_phase": True})
     b = batch_for(toy.modalities)
-    model.begin_epoch(1, 4)
+    options = {"perturb_against": "current", "two_phase": True}
+    stage = plan_for("rgmc", {**SMALL, **options}, OptimConfig(epochs=4), OptimConfig()).stages[0]
+    assert enter_phase(model, stage, 1, toy.train).craft is None, "phase 1 trains L_GMC alone: no FGSM examples"
     loss, metrics = model.loss(b)
     assert "odd" not in metrics and "contrastive" in metrics
-    model.begin_epoch(3, 4)
-    loss, metrics = model.loss(b)
+    enter_phase(model, stage, 3, toy.train)
+    loss, metrics = model.loss(crafted(model, b, options, epoch=3, epochs=4))
     assert "contrastive" not in metrics and "odd" in metrics
     loss.backward()
     assert all(p.grad is None for p in model.encoders.parameters()), "phase 2 must not train the encoders"
@@ -146,7 +157,9 @@ def test_option_errors(toy):
         with pytest.raises(ConfigError, match=match):
             build_model("rgmc", toy.modalities, bad)
     model = build_model("rgmc", toy.modalities, SMALL)
-    with pytest.raises(ConfigError, match="reference pipeline"):
+    with pytest.raises(TrainingError, match="reference pipeline"):
+        crafted(model, batch_for(toy.modalities), {})
+    with pytest.raises(ConfigError, match="FGSM examples"):
         model.loss(batch_for(toy.modalities))
 
 
@@ -166,9 +179,11 @@ def test_frozen_reference_is_trained_first_and_reproducible(toy):
         model, toy, cfg, OptimConfig(epochs=1, batch_size=64), seed=0, on_epoch=lambda s, e, m: stages.append(s)
     )
     assert stages == ["reference", "reference-classifier", "representation", "classifier"]
-    ref = a.model._reference[0]
-    assert not any(p.requires_grad for p in ref.parameters())
-    assert not any(k.startswith("_reference") for k in a.model.state_dict()), "the reference is not model state"
+    plan = plan_for("rgmc", {**SMALL, "reference_epochs": 1, "reference_classifier_epochs": 1}, cfg, cfg)
+    assert plan.reference is not None and plan.reference.model == "gmc"
+    ref = reference_pipeline(plan.reference, a.model, toy, 0, Reporter())
+    assert not any(p.requires_grad for p in ref.parameters()) and not ref.training
+    assert not any(k.startswith("ref") for k in a.model.state_dict()), "the reference is not model state"
     b = _fit(toy, {"reference_epochs": 1, "reference_classifier_epochs": 1})
     for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(pa, pb)

@@ -26,6 +26,10 @@ Inputs = dict[str, Tensor]
 Ranges = Mapping[str, tuple[float, float]]
 Param = float | Tensor
 Rng = torch.Generator | Sequence[torch.Generator] | None
+Loss = Callable[[Inputs], Tensor] | None
+"""What a gradient attack ascends: the summed cross-entropy of the chain's logits on the labels
+(None, the default), or another objective of the inputs (training-time attacks on a
+representation, e.g. RGMC's FGSM on the current contrastive loss)."""
 
 BATCHABLE = ("eps", "alpha", "sigma")
 """Parameters that may differ per sample (a tensor of shape (N,)) so cells share one pass."""
@@ -219,7 +223,8 @@ def attack(
     """Register an attack function and wrap it with validation.
 
     The parameters and their defaults are read from the function's keyword-only arguments
-    (except `rng`) and the summary from its docstring's first line, so they cannot drift apart.
+    (except `rng` and `loss`) and the summary from its docstring's first line, so they cannot
+    drift apart. A gradient attack takes `loss` (see `Loss`); the others refuse one.
     """
 
     def deco(fn: Callable[..., Inputs]) -> Callable[..., Inputs]:
@@ -228,10 +233,11 @@ def attack(
             sorted(
                 (p.name, float(p.default))
                 for p in sig.parameters.values()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "rng"
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("rng", "loss")
             )
         )
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
+        ascends = "loss" in sig.parameters
 
         @functools.wraps(fn)
         def checked(
@@ -242,6 +248,7 @@ def attack(
             ranges: Ranges,
             *,
             rng: Rng = None,
+            loss: Loss = None,
             **params: Param,
         ) -> Inputs:
             targets = check_targets(name, targets, tuple(inputs))
@@ -249,6 +256,10 @@ def attack(
                 check_ranges(targets, ranges)
             check_param_names(name, list(params))
             values = {k: check_param(name, k, v, n=len(labels)) for k, v in params.items()}
+            if loss is not None:
+                if not ascends:
+                    raise ConfigError(f"attack {name!r} follows no gradient; it takes no loss to ascend")
+                values["loss"] = loss
             return fn(chain, dict(inputs), labels, targets, ranges, rng=rng, **values)
 
         entry = AttackEntry(name, checked, defaults, norm, summary, uses_grad, drops_targets, needs_targets, certifies)
@@ -266,8 +277,10 @@ def per_sample(p: Param, like: Tensor) -> Param:
     return p
 
 
-def input_grad(chain: Chain, inputs: Mapping[str, Tensor], labels: Tensor, targets: Sequence[str]) -> Inputs:
-    """Gradient of the summed cross-entropy w.r.t. the target modalities only.
+def input_grad(
+    chain: Chain, inputs: Mapping[str, Tensor], labels: Tensor, targets: Sequence[str], loss: Loss = None
+) -> Inputs:
+    """Gradient of the summed cross-entropy (or of `loss`) w.r.t. the target modalities only.
 
     Summed, not averaged, so a sample's gradient does not depend on how many cells share its
     batch; torch.autograd.grad w.r.t. the inputs leaves every parameter's .grad untouched. A
@@ -276,10 +289,10 @@ def input_grad(chain: Chain, inputs: Mapping[str, Tensor], labels: Tensor, targe
     with torch.enable_grad():
         x = {k: v.detach() for k, v in inputs.items()}
         leaves = [x[t].requires_grad_(True) for t in targets]
-        loss = F.cross_entropy(chain(x), labels, reduction="sum")
-        if not loss.requires_grad:  # no target reaches the logits
+        value = F.cross_entropy(chain(x), labels, reduction="sum") if loss is None else loss(x)
+        if not value.requires_grad:  # no target reaches the logits
             return {t: torch.zeros_like(v) for t, v in zip(targets, leaves, strict=True)}
-        grads = torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+        grads = torch.autograd.grad(value, leaves, allow_unused=True, materialize_grads=True)
     return dict(zip(targets, grads, strict=True))
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import LINF, run_iterative
 
 
@@ -29,6 +29,9 @@ def bim(
     alpha: Param = 0.02,
     steps: int = 10,
     rng: Rng = None,
+    loss: Loss = None,
 ) -> Inputs:
     """BIM (Kurakin et al., 2017), L∞: K signed steps of size alpha from x, projected on the eps-ball."""
-    return run_iterative(chain, inputs, labels, targets, ranges, threat=LINF, eps=eps, alpha=alpha, steps=steps)
+    return run_iterative(
+        chain, inputs, labels, targets, ranges, threat=LINF, eps=eps, alpha=alpha, steps=steps, loss=loss
+    )

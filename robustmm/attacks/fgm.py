@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import L2, run_iterative
 
 
@@ -26,6 +26,7 @@ def fgm(
     *,
     eps: Param = 0.5,
     rng: Rng = None,
+    loss: Loss = None,
 ) -> Inputs:
     """FGM (L2 fast gradient), L2: one step of length eps along the joint gradient direction."""
-    return run_iterative(chain, inputs, labels, targets, ranges, threat=L2, eps=eps, alpha=eps, steps=1)
+    return run_iterative(chain, inputs, labels, targets, ranges, threat=L2, eps=eps, alpha=eps, steps=1, loss=loss)

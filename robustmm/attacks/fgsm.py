@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import LINF, run_iterative
 
 
@@ -26,6 +26,7 @@ def fgsm(
     *,
     eps: Param = 0.1,
     rng: Rng = None,
+    loss: Loss = None,
 ) -> Inputs:
     """FGSM (Goodfellow et al., ICLR 2015), L∞: one signed-gradient step of size eps."""
-    return run_iterative(chain, inputs, labels, targets, ranges, threat=LINF, eps=eps, alpha=eps, steps=1)
+    return run_iterative(chain, inputs, labels, targets, ranges, threat=LINF, eps=eps, alpha=eps, steps=1, loss=loss)

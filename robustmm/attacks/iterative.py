@@ -18,6 +18,7 @@ from torch import Tensor
 from robustmm.attacks.base import (
     Chain,
     Inputs,
+    Loss,
     Param,
     Ranges,
     Rng,
@@ -85,8 +86,9 @@ def run_iterative(
     restarts: int = 1,
     random_start: bool = False,
     rng: Rng = None,
+    loss: Loss = None,
 ) -> Inputs:
-    """Projected gradient ascent on the summed cross-entropy; returns a new inputs dict.
+    """Projected gradient ascent on the summed cross-entropy (or `loss`); returns a new inputs dict.
 
     With several restarts each sample keeps the first restart that fools the chain, else the
     last one: the per-sample worst case without an extra loss evaluation per restart.
@@ -97,7 +99,7 @@ def run_iterative(
     for r in range(restarts):
         x = _clamp({t: x0[t] + d for t, d in threat.start(x0, eps, rng).items()}, ranges) if random_start else x0
         for _ in range(steps):
-            grads = input_grad(chain, {**inputs, **x}, labels, targets)
+            grads = input_grad(chain, {**inputs, **x}, labels, targets, loss)
             moved = {t: x[t] + s for t, s in threat.step(grads, alpha).items()}
             x = _clamp(threat.project(moved, x0, eps), ranges)
         if restarts == 1:

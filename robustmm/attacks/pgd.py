@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import LINF, run_iterative
 
 
@@ -32,6 +32,7 @@ def pgd(
     restarts: int = 1,
     random_start: bool = True,
     rng: Rng = None,
+    loss: Loss = None,
 ) -> Inputs:
     """PGD (Madry et al., ICLR 2018), L∞: random start in the eps-ball, K steps, worst of restarts."""
     return run_iterative(
@@ -47,4 +48,5 @@ def pgd(
         restarts=restarts,
         random_start=random_start,
         rng=rng,
+        loss=loss,
     )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import L2, run_iterative
 
 
@@ -32,6 +32,7 @@ def pgd_l2(
     restarts: int = 1,
     random_start: bool = True,
     rng: Rng = None,
+    loss: Loss = None,
 ) -> Inputs:
     """L2-PGD (Madry et al., ICLR 2018), L2: random start in the joint eps-ball, K normalised steps."""
     return run_iterative(
@@ -47,4 +48,5 @@ def pgd_l2(
         restarts=restarts,
         random_start=random_start,
         rng=rng,
+        loss=loss,
     )

@@ -17,18 +17,16 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
-from robustmm.data.base import ModalitySpec, Split
+from robustmm.config import OptimConfig
+from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
+from robustmm.models.plan import CLASSIFIER_HIDDEN, Plan, two_stage
 from robustmm.registry import Registry
-
-CLASSIFIER_HIDDEN = (256, 128)
-"""Hidden widths of the downstream classifier (SPEC §1)."""
 
 
 @dataclass(frozen=True)
@@ -73,63 +71,18 @@ class RepresentationModel(nn.Module, ABC):
         """Latent of the given inputs, using only the `present` modalities (None: all)."""
 
     @classmethod
-    def stage_epochs(cls, options: ModelOptions, epochs: int) -> int:
-        """How many epochs the representation stage runs when the run asks for `epochs` (CRMT:
-        rounds × (step-1 + step-2 epochs)); most models run exactly `epochs`."""
-        return epochs
-
-    @classmethod
-    def stage_totals(cls, options: ModelOptions, train_epochs: int, classifier_epochs: int) -> tuple[int, int]:
-        """(representation, classifier) epochs a run reports: an own-head model has no classifier stage."""
-        return cls.stage_epochs(options, train_epochs), 0 if cls.own_head else classifier_epochs
-
-    def classifier_hidden(self) -> tuple[int, ...]:
-        """Hidden widths of the downstream classifier trained on this model's latents (SPEC §1);
-        the raw-input baseline asks for none (a linear probe) or a small layer."""
-        return CLASSIFIER_HIDDEN
-
-    def representation_epochs(self, epochs: int) -> int:
-        return type(self).stage_epochs(self.options, epochs)
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Parameter groups of the representation-stage optimizer, each {'name', 'params'}; a model
-        whose steps train different parameters at different rates (CRMT's step 2) splits them."""
-        return [{"name": "all", "params": list(self.parameters())}]
-
-    def begin_epoch(self, epoch: int, epochs: int, *, train: Split | None = None, optimizer: Any | None = None) -> None:
-        """Called by the training loop before each representation epoch (1-based, of `epochs` =
-        `representation_epochs(...)`), with the training split and the optimizer: models whose
-        loss changes over training (RGMC's two phases, CRMT's steps) switch here; most ignore it."""
-
-    def finish_training(self, train: Split) -> None:
-        """Called once after the representation stage (CRMT estimates its Lipschitz constants)."""
-
-    def adversarial_training(self) -> AdversarialTraining | None:
-        """An own-head model trained on adversarial examples (CRMT-AT) says which attack here; the
-        training loop crafts them with the evaluator's attack against the model's current logits."""
-        return None
-
-    def reference_request(self) -> ReferenceRequest | None:
-        """A model that trains against another, already trained pipeline (RGMC's frozen GMC +
-        classifier) says which here; the training loop trains it first and calls `set_reference`."""
-        return None
-
-    def set_reference(self, chain: Chain) -> None:
-        raise NotImplementedError(f"{type(self).__name__} asked for no reference pipeline")
+    def plan(cls, options: ModelOptions, train: OptimConfig, classifier: OptimConfig) -> Plan:
+        """How one run trains this model (robustmm/models/plan.py): by default `train.epochs` of
+        `loss`, then the downstream classifier on the frozen latents. Models with a schedule of
+        their own (CRMT's steps, RGMC's reference and phases, the raw probe's classifier only)
+        return theirs; a classmethod, so a plan is known before any model is built."""
+        return two_stage(train, classifier)
 
     def attack_variants(self) -> dict[str, Callable[[], AbstractContextManager[None]]]:
         """Extra ways to attack this model, name -> a context in which the gradients of the
         chain follow that variant (RGMC: its detector's output detached). The evaluator runs
         every gradient attack once more per variant and labels those rows `model[variant]`."""
         return {}
-
-    def classifier_training_inputs(
-        self, inputs: dict[str, Tensor], generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        """What the downstream classifier's training latents are encoded from: the clean training
-        inputs, unless a model is configured otherwise (GMCWD's `classifier_input: noisy` returns
-        its training corruption, drawn from `generator`)."""
-        return inputs
 
     def present_names(self, present: tuple[str, ...] | None) -> tuple[str, ...]:
         if present is None:
@@ -138,27 +91,6 @@ class RepresentationModel(nn.Module, ABC):
         if unknown or not present:
             raise ConfigError(f"cannot encode with modalities {present!r}; choose a non-empty subset of {self.names}")
         return tuple(n for n in self.names if n in present)
-
-
-@dataclass(frozen=True)
-class AdversarialTraining:
-    """Craft each training batch with `attack` (a registered attack name) and `params` on the
-    `targets` modalities (None: all of them, one joint perturbation) before the loss sees it."""
-
-    attack: str
-    params: dict[str, float] = field(default_factory=dict)
-    targets: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class ReferenceRequest:
-    """A pipeline to train before this model: `model` with `options`, for `epochs` representation
-    and `classifier_epochs` classifier epochs (None: as many as the run's own stages)."""
-
-    model: str
-    options: dict[str, Any] = field(default_factory=dict)
-    epochs: int | None = None
-    classifier_epochs: int | None = None
 
 
 def variant_label(model: str, variant: str) -> str:
@@ -226,11 +158,10 @@ def build_model(
     return entry.cls(tuple(specs), opts)
 
 
-def reported_epochs(name: str, options: Mapping[str, Any], train_epochs: int, classifier_epochs: int) -> int:
-    """Epochs one run of `name` reports: its representation stage, plus the classifier stage
-    unless the model is its own classifier."""
+def plan_for(name: str, options: Mapping[str, Any], train: OptimConfig, classifier: OptimConfig) -> Plan:
+    """The training plan of model `name` with these options and budgets (no model is built)."""
     cls = MODELS.get(name).cls
-    return sum(cls.stage_totals(make_options(cls, name, options), train_epochs, classifier_epochs))
+    return cls.plan(make_options(cls, name, options), train, classifier)
 
 
 def model_defaults(name: str) -> dict[str, Any]:

@@ -45,19 +45,21 @@ leaf, so nothing accumulates from one class (or modality) to the next.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
+from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec, Split
 from robustmm.errors import ConfigError
-from robustmm.models.base import AdversarialTraining, ModelOptions, RepresentationModel, register_model
+from robustmm.models.base import ModelOptions, RepresentationModel, register_model
 from robustmm.models.encoders import Encoder
+from robustmm.models.plan import Craft, ModelStage, Phase, Plan, Rate
 
 ENCODERS = ("net", "linear")
 
@@ -238,8 +240,15 @@ class LateFusion(RepresentationModel):
 
     # ------------------------------------------------------------------ Lipschitz estimates
 
-    def finish_training(self, train: Split) -> None:
-        self.estimate_lipschitz(train)
+    @classmethod
+    def plan(cls, options: ModelOptions, train: OptimConfig, classifier: OptimConfig) -> Plan:
+        """Supervised, one stage, no downstream classifier (the model is its own head); τ̃ is
+        estimated once training ends."""
+        return Plan((ModelStage("representation", train, cls.phases(options, train), after="estimate_lipschitz"),))
+
+    @classmethod
+    def phases(cls, options: ModelOptions, train: OptimConfig) -> tuple[Phase, ...]:
+        return (Phase("train", train.epochs),)
 
     @torch.no_grad()
     def estimate_lipschitz(self, train: Split) -> Tensor:
@@ -330,48 +339,41 @@ class CRMT(OrthogonalJointTraining):
     # ------------------------------------------------------------------ schedule
 
     @classmethod
-    def stage_epochs(cls, options: ModelOptions, epochs: int) -> int:
-        """`train.epochs` is step 1's epochs per round: rounds × (epochs + step2_epochs) in all."""
-        assert isinstance(options, CRMTOptions)
-        return options.rounds * (epochs + options.step2_epochs)
-
-    def step_of(self, epoch: int, total: int) -> int:
-        per_round = total // self.options.rounds
-        step1 = per_round - self.options.step2_epochs
-        return 1 if (epoch - 1) % per_round < step1 else 2
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        rest = [p for n, p in self.named_parameters() if n != "a"]
-        return [{"name": "net", "params": rest}, {"name": "a", "params": [self.a]}]
-
-    def begin_epoch(self, epoch: int, epochs: int, *, train: Split | None = None, optimizer: Any = None) -> None:
-        step = self.step_of(epoch, epochs)
-        switched = epoch == 1 or step != self.step_of(epoch - 1, epochs)
-        self.step = step
-        if step == 2 and switched:
-            if train is None:
-                raise ConfigError("CRMT step 2 needs the training split to estimate its Lipschitz constants")
-            self.estimate_lipschitz(train)
-        if optimizer is not None:
-            self._set_rates(optimizer, reset_a=switched)
-
-    def _set_rates(self, optimizer: torch.optim.Optimizer, reset_a: bool) -> None:
-        """Step 1: every group at the run's rate. Step 2: the network's group at rate 0 (it gets no
-        gradient anyway), `a` at step2_lr_scale × the rate with step2_weight_decay; a's momentum
+    def phases(cls, options: ModelOptions, train: OptimConfig) -> tuple[Phase, ...]:
+        """`rounds` × (step 1: `train.epochs` of CE + ρ·L1 on every parameter; step 2:
+        `step2_epochs` of L2 on `a` alone at step2_lr_scale × the rate with step2_weight_decay,
+        the network's group at rate 0, BatchNorm frozen, τ̃ estimated first). a's optimizer state
         restarts at each switch, as a fresh step-2 optimizer would."""
-        o = self.options
-        for group in optimizer.param_groups:
-            group.setdefault("base_lr", group["lr"])
-            group.setdefault("base_weight_decay", group.get("weight_decay", 0.0))
-            if self.step == 1:
-                group["lr"], group["weight_decay"] = group["base_lr"], group["base_weight_decay"]
-            elif group.get("name") == "a":
-                group["lr"], group["weight_decay"] = group["base_lr"] * o.step2_lr_scale, o.step2_weight_decay
-            else:
-                group["lr"] = 0.0
-            if reset_a and group.get("name") == "a":
-                for p in group["params"]:
-                    optimizer.state.pop(p, None)
+        assert isinstance(options, CRMTOptions)
+        o = options
+        step1 = Phase("step1", train.epochs, settings={"step": 1}, reset=("a",), craft=cls.step1_craft(o))
+        if o.step2_epochs == 0:  # step 1 throughout: one phase, nothing switches between rounds
+            return (dataclasses.replace(step1, epochs=o.rounds * train.epochs),)
+        step2 = Phase(
+            "step2",
+            o.step2_epochs,
+            settings={"step": 2},
+            rates={"net": Rate(0.0), "a": Rate(o.step2_lr_scale, o.step2_weight_decay)},
+            reset=("a",),
+            begin="estimate_lipschitz",
+        )
+        return (step1, step2) * o.rounds
+
+    @classmethod
+    def plan(cls, options: ModelOptions, train: OptimConfig, classifier: OptimConfig) -> Plan:
+        stage = ModelStage(
+            "representation", train, cls.phases(options, train), groups="param_groups", after="estimate_lipschitz"
+        )
+        return Plan((stage,))
+
+    @classmethod
+    def step1_craft(cls, options: CRMTOptions) -> Craft | None:
+        """Adversarial examples for step 1 (CRMT-AT); none for the others."""
+        return None
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The step-2 split: `a` alone, the rest of the network."""
+        return {"net": [p for n, p in self.named_parameters() if n != "a"], "a": [self.a]}
 
     def train(self, mode: bool = True) -> CRMT:
         """In step 2 the encoders stay in eval mode (BatchNorm statistics frozen) even in training."""
@@ -431,13 +433,14 @@ class CRMTAdversarial(CRMT):
     Options = CRMTATOptions
     options: CRMTATOptions
 
-    def adversarial_training(self) -> AdversarialTraining | None:
-        if self.step != 1:
-            return None
-        o = self.options
+    @classmethod
+    def step1_craft(cls, options: CRMTOptions) -> Craft | None:
+        """Joint L2-PGD on every modality, against the model's own logits, in eval mode."""
+        assert isinstance(options, CRMTATOptions)
+        o = options
         alpha = 2.5 * o.at_eps / o.at_steps if o.at_alpha is None else o.at_alpha
         params = {"eps": o.at_eps, "alpha": alpha, "steps": o.at_steps, "random_start": o.at_random_start}
-        return AdversarialTraining("pgd_l2", params)
+        return Craft("pgd_l2", params)
 
 
 @register_model("crmt-mix", "CRMT-Mix: CRMT with step 1 on mixup batches (λ ~ Beta(α, α))")

@@ -17,12 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
 from robustmm.models.base import ModelOptions, RepresentationModel, register_model
 from robustmm.models.denoising import DenoisingOptions, check_weights
 from robustmm.models.encoders import Decoder, Encoder, JointEncoder, mlp
 from robustmm.models.losses import gmc_contrastive, reconstruction_loss
+from robustmm.models.plan import Plan, two_stage
 
 
 def recon_ratio(recon: float, contrastive: float) -> float:
@@ -70,9 +72,13 @@ class GMC(RepresentationModel):
     def latents(self, inputs: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
         return self.joint_latent(inputs), [self.modality_latent(n, inputs[n]) for n in self.names]
 
+    def contrastive_objective(self, inputs: dict[str, Tensor]) -> Tensor:
+        """L_GMC of these inputs: what an attack on the representation itself ascends."""
+        joint, unimodal = self.latents(inputs)
+        return gmc_contrastive(joint, unimodal, self.options.tau)
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        joint, unimodal = self.latents(batch)
-        loss = gmc_contrastive(joint, unimodal, self.options.tau)
+        loss = self.contrastive_objective(batch)
         return loss, {"contrastive": float(loss.detach())}
 
     def encode(self, inputs: dict[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor:
@@ -149,12 +155,19 @@ class GMCWD(GMC):
         self.reproject = mlp(o.latent_dim, (o.head_hidden, o.head_hidden), o.common_dim, o.activation)
         self.joint_decoder = nn.ModuleDict({s.name: Decoder(s, o.common_dim, o.activation) for s in specs})
 
+    @classmethod
+    def plan(cls, options: ModelOptions, train: OptimConfig, classifier: OptimConfig) -> Plan:
+        """GMC's two stages; with `classifier_input: noisy` the classifier's training latents are
+        encoded from `classifier_training_inputs`."""
+        assert isinstance(options, GMCWDOptions)
+        view = "classifier_training_inputs" if options.classifier_input == "noisy" else None
+        return two_stage(train, classifier, view=view)
+
     def classifier_training_inputs(
         self, inputs: dict[str, Tensor], generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        if self.options.classifier_input == "noisy":
-            return self.options.corrupt(inputs, self.ranges, generator)
-        return inputs
+        """The training corruption of `inputs`, drawn from `generator`."""
+        return self.options.corrupt(inputs, self.ranges, generator)
 
     def reconstruct(self, z_joint: Tensor) -> dict[str, Tensor]:
         h = self.reproject(z_joint)

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
 from robustmm.models.base import RepresentationModel, register_model
+from robustmm.models.plan import ClassifierStage, Plan
 
 
 @dataclass(frozen=True)
@@ -64,11 +66,9 @@ class RawProbe(RepresentationModel):
         return sum(self.widths[n] for n in self.used)
 
     @classmethod
-    def stage_epochs(cls, options: RawOptions, epochs: int) -> int:  # type: ignore[override]
-        return 0  # nothing to learn before the classifier
-
-    def classifier_hidden(self) -> tuple[int, ...]:
-        return self.options.hidden
+    def plan(cls, options: RawOptions, train: OptimConfig, classifier: OptimConfig) -> Plan:  # type: ignore[override]
+        """Nothing to learn before the classifier: its stage, of `hidden` widths, is the training."""
+        return Plan((ClassifierStage("classifier", classifier, hidden=options.hidden),))
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Never trained (zero representation epochs): a constant zero, so the contract holds."""

@@ -25,6 +25,7 @@ the evaluation reports both numbers, `rgmc` (gradients through o) and `rgmc[o-de
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
-from robustmm.models.base import Chain, ReferenceRequest, register_model
+from robustmm.models.base import ModelOptions, register_model
 from robustmm.models.encoders import mlp
 from robustmm.models.gmc import GMC, GMCOptions
 from robustmm.models.losses import gmc_contrastive
+from robustmm.models.plan import ClassifierStage, Craft, ModelStage, Phase, Plan, Reference
 
 PERTURB_AGAINST = ("frozen", "current")
 GATINGS = ("soft", "argmax")
@@ -113,28 +116,49 @@ class RGMC(GMC):
         m = len(specs)
         self.odd = mlp(m * o.latent_dim, (o.odd_hidden,), m + 1, o.activation)
         self.clean_prob = 1.0 / (m + 1) if o.clean_prob is None else o.clean_prob
-        self.phase = 0  # 0: joint training; 1, 2: the two phases of `two_phase`
+        self.phase = 0  # 0: joint training; 1, 2: the two phases of `two_phase` (set by the plan)
         self.detach_odd = False
-        self._reference: list[Chain] = []  # kept out of state_dict: the loop rebuilds it, seeded
 
     # ------------------------------------------------------------------ training
 
-    def begin_epoch(self, epoch: int, epochs: int, **_: Any) -> None:
-        if self.options.two_phase:
-            self.phase = 1 if epoch <= max(1, round(self.options.phase_split * epochs)) else 2
-
-    def reference_request(self) -> ReferenceRequest | None:
-        if self.options.perturb_against != "frozen":
-            return None
+    @classmethod
+    def plan(cls, options: ModelOptions, train: OptimConfig, classifier: OptimConfig) -> Plan:
+        """The FGSM examples come from the shared attack registry (`fgsm`, every modality at once:
+        one gradient at the clean point gives each modality's step), against the frozen reference
+        pipeline's cross-entropy (`frozen`, trained first by this plan's `reference`) or the
+        current L_GMC (`current`); `loss` keeps, per sample, only the modality its odd-one-out
+        label names. `two_phase`: L_GMC alone for the first `phase_split` of the epochs, then o
+        alone on frozen encoders."""
+        assert isinstance(options, RGMCOptions)
+        o = options
+        frozen = o.perturb_against == "frozen"
+        craft = Craft(
+            "fgsm",
+            {"eps": o.fgsm_eps},
+            against="reference" if frozen else "self",
+            loss=None if frozen else "contrastive_objective",
+            eval_mode=False,
+            into="adversarial",
+        )
+        if o.two_phase:
+            first = min(train.epochs, max(1, round(o.phase_split * train.epochs)))
+            phases = (
+                Phase("contrastive", first, settings={"phase": 1}),
+                Phase("odd", train.epochs - first, settings={"phase": 2}, craft=craft),
+            )
+        else:
+            phases = (Phase("joint", train.epochs, settings={"phase": 0}, craft=craft),)
+        plan = Plan((ModelStage("representation", train, phases), ClassifierStage("classifier", classifier)))
+        if not frozen:
+            return plan
         keep = ("latent_dim", "activation", "common_dim", "tau", "head_hidden")
-        options = {k: getattr(self.options, k) for k in keep}
-        o = self.options
-        return ReferenceRequest("gmc", options, o.reference_epochs, o.reference_classifier_epochs)
-
-    def set_reference(self, chain: Chain) -> None:
-        for p in chain.parameters():
-            p.requires_grad_(False)
-        self._reference = [chain.eval()]
+        ref_options = {k: getattr(o, k) for k in keep}
+        ref_train = train if o.reference_epochs is None else dataclasses.replace(train, epochs=o.reference_epochs)
+        ref_classifier = classifier
+        if o.reference_classifier_epochs is not None:
+            ref_classifier = dataclasses.replace(classifier, epochs=o.reference_classifier_epochs)
+        ref_plan = GMC.plan(GMCOptions(**ref_options), ref_train, ref_classifier)
+        return dataclasses.replace(plan, reference=Reference("gmc", ref_options, ref_plan))
 
     def odd_labels(self, n: int, device: torch.device) -> Tensor:
         """Per sample: the index of the perturbed modality, or M for "none" (prob. clean_prob)."""
@@ -143,30 +167,12 @@ class RGMC(GMC):
         which = torch.randint(m, (n,), device=device)
         return torch.where(clean, torch.full_like(which, m), which)
 
-    def _adversarial_loss(self, x: dict[str, Tensor], labels: Tensor | None) -> Tensor:
-        if self.options.perturb_against == "current":
-            joint, unimodal = self.latents(x)
-            return gmc_contrastive(joint, unimodal, self.options.tau)
-        if not self._reference:
-            raise ConfigError("RGMC with perturb_against=frozen needs its reference pipeline; train it with train.py")
-        if labels is None:
-            raise ConfigError("RGMC with perturb_against=frozen needs the labels in the batch ('label')")
-        return F.cross_entropy(self._reference[0](x), labels, reduction="sum")
-
-    def perturb(self, clean: dict[str, Tensor], which: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
-        """FGSM on the modality each sample's label names; "none" samples stay clean.
-
-        One backward pass gives every modality's gradient at the clean point, which is all a
-        single FGSM step on one modality needs."""
-        with torch.enable_grad():
-            x = {n: v.detach().requires_grad_(True) for n, v in clean.items()}
-            grads = torch.autograd.grad(self._adversarial_loss(x, labels), [x[n] for n in self.names])
+    def pick(self, clean: dict[str, Tensor], adversarial: dict[str, Tensor], which: Tensor) -> dict[str, Tensor]:
+        """Per sample, the adversarial copy of the modality its label names; "none" stays clean."""
         out = {}
-        for k, (name, g) in enumerate(zip(self.names, grads, strict=True)):
-            lo, hi = self.ranges[name]
-            adv = (clean[name] + self.options.fgsm_eps * g.sign()).clamp(lo, hi)
-            mask = (which == k).view(-1, *([1] * (adv.dim() - 1)))
-            out[name] = torch.where(mask, adv.detach(), clean[name])
+        for k, name in enumerate(self.names):
+            mask = (which == k).view(-1, *([1] * (clean[name].dim() - 1)))
+            out[name] = torch.where(mask, adversarial[name].detach(), clean[name])
         return out
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
@@ -179,8 +185,10 @@ class RGMC(GMC):
             loss = gmc_contrastive(joint, unimodal, self.options.tau)
             metrics["contrastive"] = float(loss.detach())
         if self.phase != 1:
+            if "adversarial" not in batch:
+                raise ConfigError("RGMC's loss needs the batch's FGSM examples ('adversarial'); train it by its plan")
             which = self.odd_labels(n, next(iter(clean.values())).device)
-            perturbed = self.perturb(clean, which, batch.get("label"))
+            perturbed = self.pick(clean, batch["adversarial"], which)
             with torch.no_grad() if self.phase == 2 else contextlib.nullcontext():
                 latents = [self.modality_latent(name, perturbed[name]) for name in self.names]
             logits = self.odd(torch.cat(latents, dim=1))

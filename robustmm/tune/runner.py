@@ -30,10 +30,12 @@ import pandas as pd
 import yaml
 
 from robustmm.errors import ConfigError
-from robustmm.experiment import model_cells, prepare
-from robustmm.models.base import Chain, Classifier, build_model
+from robustmm.evaluate import model_cells
+from robustmm.experiment import prepare
+from robustmm.models.base import build_model
 from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
+from robustmm.train import epoch_metrics
 from robustmm.tune import pareto
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
@@ -80,21 +82,11 @@ def check_sweep(spec: SweepSpec) -> None:
 
 
 def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
-    """The metric names a trial reports per epoch, found by one loss call on two samples."""
+    """The metric names a trial reports per epoch (its plan's stages, one loss call each)."""
     cfg = spec.run_config()
-    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes).to(
-        prep.device
-    )
-    request = model.reference_request()
-    if request is not None:  # an untrained stand-in: only the names of the metrics matter here
-        ref = build_model(request.model, prep.dataset.modalities, request.options).to(prep.device)
-        model.set_reference(Chain(ref, Classifier(ref.latent_dim, prep.dataset.num_classes).to(prep.device)))
-    idx = slice(0, 2)
-    batch = {k: v[idx] for k, v in prep.dataset.train.inputs.items()}
-    batch["label"] = prep.dataset.train.labels[idx]
-    _, metrics = model.loss(batch)
-    rep = {"loss", *metrics, "epoch_seconds"}
-    return {f"representation/{k}" for k in rep} | {f"classifier/{k}" for k in ("loss", "train_accuracy")}
+    model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes)
+    model = model.to(prep.device)
+    return epoch_metrics(type(model).plan(model.options, cfg.train, cfg.classifier), model, prep.dataset)
 
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:

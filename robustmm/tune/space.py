@@ -41,7 +41,7 @@ import yaml
 
 from robustmm.config import RunConfig, from_dict, load_yaml, merge, set_path
 from robustmm.errors import ConfigError
-from robustmm.models.base import reported_epochs
+from robustmm.models.base import plan_for
 from robustmm.objectives import Objective, parse_objectives
 from robustmm.registry import did_you_mean
 
@@ -268,7 +268,7 @@ class SweepSpec:
                 if p.active(chosen):
                     chosen[p.key] = v
             c = self.run_config(chosen)
-            best = max(best, reported_epochs(c.model, c.model_options, c.train.epochs, c.classifier.epochs))
+            best = max(best, plan_for(c.model, c.model_options, c.train, c.classifier).total_epochs)
         return len(self.run_config().seeds) * best
 
     def to_yaml(self) -> str:
