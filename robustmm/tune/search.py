@@ -56,7 +56,7 @@ def study_id(storage: BaseStorage, study_name: str) -> int | None:
         return None
 
 
-def held_trials(storage: BaseStorage, study_name: str, states: tuple[TrialState, ...] | None = None) -> list[int]:
+def trial_numbers(storage: BaseStorage, study_name: str, states: tuple[TrialState, ...] | None = None) -> list[int]:
     """The numbers of the study's trials (in the given states); none if there is no study yet."""
     sid = study_id(storage, study_name)
     return [] if sid is None else [t.number for t in storage.get_all_trials(sid, deepcopy=False, states=states)]
@@ -65,7 +65,7 @@ def held_trials(storage: BaseStorage, study_name: str, states: tuple[TrialState,
 def requeue(storage: BaseStorage, study_name: str, owned: set[int]) -> list[int]:
     """Put the study's RUNNING trials that no Ray trial owns back in its queue (WAITING), where
     `Study.ask` finds them first, with their numbers and the values already suggested."""
-    orphans = sorted(set(held_trials(storage, study_name, (TrialState.RUNNING,))) - owned)
+    orphans = sorted(set(trial_numbers(storage, study_name, (TrialState.RUNNING,))) - owned)
     sid = study_id(storage, study_name)
     for number in orphans:
         storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(sid, number), TrialState.WAITING)
@@ -108,20 +108,19 @@ class ParetoOptunaSearch(Searcher):
 
     @property
     def study(self) -> optuna.Study:
-        if self._study is None:
-            self._open(RDBStorage(self._storage_url))
-        return self._study
+        return self._study if self._study is not None else self._open(RDBStorage(self._storage_url))
 
-    def _open(self, storage: BaseStorage) -> None:
+    def _open(self, storage: BaseStorage) -> optuna.Study:
         """Create or load the study; its sampler is seeded with seed + the trials it holds."""
         self._study = optuna.create_study(
             storage=storage,
             study_name=self._study_name,
             directions=directions(self.mode),
-            sampler=self._make_sampler(len(held_trials(storage, self._study_name))),
+            sampler=self._make_sampler(len(trial_numbers(storage, self._study_name))),
             pruner=optuna.pruners.NopPruner(),
             load_if_exists=True,
         )
+        return self._study
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         trial = self.study.ask()
