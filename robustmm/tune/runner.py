@@ -223,17 +223,13 @@ def run_sweep(
         say(f"resuming the Ray Tune experiment at {experiment_path}")
         tuner = Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=True)
     else:
-        import optuna
-
-        storage_rdb = optuna.storages.RDBStorage(state["optuna_storage"])
         searcher = ParetoOptunaSearch(
-            space=spec.define,
+            spec.define,
             metric=spec.keys,
             mode=spec.modes,
-            sampler=spec.make_sampler(),
             study_name=spec.name,
-            storage=storage_rdb,
-            reseed=spec.make_sampler,
+            storage=state["optuna_storage"],
+            make_sampler=spec.make_sampler,
         )
         search = tune.search.ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
         scheduler = None

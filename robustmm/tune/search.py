@@ -1,79 +1,162 @@
-"""Optuna behind Ray Tune, with the two things a Pareto sweep needs that OptunaSearch lacks.
+"""A Ray Tune searcher over a plain Optuna study (ask/tell), for multi-objective Pareto sweeps.
+
+The study in the sweep's storage is the single source of truth for trial numbers and states;
+the searcher keeps only which Ray trial holds which Optuna trial number (that map travels in
+Ray's searcher checkpoint). It uses the public APIs of both libraries only: `ray.tune.search.
+Searcher`, and `optuna.create_study`, `Study.ask`/`Study.tell`, `Trial.suggest_*` and the
+documented `optuna.storages.BaseStorage` methods. What it guarantees:
 
 1. Each trial's config carries its Optuna trial number (`trial_number`), the name users pick by.
 2. After a resume, a trial Optuna handed out but Ray never recorded (the driver died between
    the two) is handed out again, with its number and sampled values, instead of being left
-   RUNNING in the study while a new trial takes its place. The sampler restarts with a seed
-   that counts the study's trials, so it does not repeat the draws it made before the
-   snapshot Ray restored (which would hand out the same values twice).
-3. Only a fully trained and evaluated trial is told to Optuna as COMPLETE. A trial that ASHA
-   stopped early reaches `on_trial_complete` with partial values; stock OptunaSearch would tell
-   a list of Nones (which Optuna refuses, leaving the trial RUNNING) — here it is PRUNED, and a
-   trial whose loss diverged is FAIL. Neither ever enters the Pareto front.
+   RUNNING in the study while a new trial takes its place: on restore it goes back to the
+   study's queue (WAITING), and the next `ask` pops it before any new trial is created. The
+   sampler restarts with a seed that counts the study's trials, so it does not repeat the
+   draws it made before the snapshot Ray restored (which would hand out the same values twice).
+3. Only a fully trained and evaluated trial (`trial_status: complete`, every objective finite)
+   is told to Optuna as COMPLETE. A trial that ASHA stopped early ends with partial values and
+   is PRUNED; a trial whose loss diverged (`trial_status: failed`) or that errored is FAIL.
+   Neither ever enters the Pareto front. A trial the study already holds as finished (Ray
+   re-ran it after a resume) is not told twice.
+
+One searcher drives one study: a second process asking from the same study at the same time
+would have its running trials taken for orphans on a restore.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import Trial, TrialState
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 from robustmm.tune.trainable import NUMBER_KEY
 
+Define = Callable[[Trial], Mapping[str, Any]]
+"""Define-by-run: suggests a trial's values through `trial.suggest_*`, returns them by name."""
+MakeSampler = Callable[[int], optuna.samplers.BaseSampler]
+"""offset -> the sweep's sampler, seeded with its seed + offset."""
+Told = tuple[TrialState, list[float] | None]
 
-class ParetoOptunaSearch(OptunaSearch):
-    _restored = False
 
-    def __init__(self, *args: Any, reseed: Callable[[int], Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._reseed = reseed  # offset -> the spec's sampler, seeded with seed + offset
+def directions(modes: Sequence[str]) -> list[str]:
+    return ["minimize" if m == "min" else "maximize" for m in modes]
 
-    def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        self._restored = True
-        if self._reseed is not None:
-            self._sampler = self._ot_study.sampler = self._reseed(len(self._ot_study.trials))
 
-    def _adopt_orphan(self, trial_id: str) -> None:
-        known = {t.number for t in self._ot_trials.values()}
-        running = self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        orphans = sorted((t for t in running if t.number not in known), key=lambda t: t.number)
-        if orphans:
-            self._ot_trials[trial_id] = Trial(self._ot_study, orphans[0]._trial_id)
-        else:
-            self._restored = False
+def study_id(storage: BaseStorage, study_name: str) -> int | None:
+    try:
+        return storage.get_study_id_from_name(study_name)
+    except KeyError:  # not created yet
+        return None
+
+
+def trial_numbers(storage: BaseStorage, study_name: str, states: tuple[TrialState, ...] | None = None) -> list[int]:
+    """The numbers of the study's trials (in the given states); none if there is no study yet."""
+    sid = study_id(storage, study_name)
+    return [] if sid is None else [t.number for t in storage.get_all_trials(sid, deepcopy=False, states=states)]
+
+
+def requeue(storage: BaseStorage, study_name: str, owned: set[int]) -> list[int]:
+    """Put the study's RUNNING trials that no Ray trial owns back in its queue (WAITING), where
+    `Study.ask` finds them first, with their numbers and the values already suggested."""
+    orphans = sorted(set(trial_numbers(storage, study_name, (TrialState.RUNNING,))) - owned)
+    sid = study_id(storage, study_name)
+    for number in orphans:
+        storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(sid, number), TrialState.WAITING)
+    return orphans
+
+
+def outcome(result: Mapping[str, Any] | None, metrics: Sequence[str], error: bool) -> Told:
+    """How a trial's last result is told to Optuna: COMPLETE with its values, else PRUNED or FAIL."""
+    result = result or {}
+    values = [result.get(m) for m in metrics]
+    finite = all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+    if not error and result.get("trial_status") == "complete" and finite:
+        return TrialState.COMPLETE, [float(v) for v in values]
+    if error or result.get("trial_status") == "failed":
+        return TrialState.FAIL, None
+    return TrialState.PRUNED, None
+
+
+class ParetoOptunaSearch(Searcher):
+    """Asks the study for each Ray trial's values, tells it how each trial ended."""
+
+    def __init__(
+        self,
+        define: Define,
+        *,
+        metric: Sequence[str],
+        mode: Sequence[str],
+        study_name: str,
+        storage: str,
+        make_sampler: MakeSampler,
+    ) -> None:
+        super().__init__(metric=list(metric), mode=list(mode))
+        self._define = define
+        self._study_name = study_name
+        self._storage_url = storage
+        self._make_sampler = make_sampler
+        self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number, until told
+        self._study: optuna.Study | None = None
+        self._open(RDBStorage(storage))
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._study if self._study is not None else self._open(RDBStorage(self._storage_url))
+
+    def _open(self, storage: BaseStorage) -> optuna.Study:
+        """Create or load the study; its sampler is seeded with seed + the trials it holds."""
+        self._study = optuna.create_study(
+            storage=storage,
+            study_name=self._study_name,
+            directions=directions(self.mode),
+            sampler=self._make_sampler(len(trial_numbers(storage, self._study_name))),
+            pruner=optuna.pruners.NopPruner(),
+            load_if_exists=True,
+        )
+        return self._study
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self._restored and trial_id not in self._ot_trials:
-            self._adopt_orphan(trial_id)
-        params = super().suggest(trial_id)
-        if isinstance(params, dict):
-            params[NUMBER_KEY] = self._ot_trials[trial_id].number
-        return params
+        trial = self.study.ask()
+        values = dict(self._define(trial))
+        self._numbers[trial_id] = trial.number
+        return {**values, NUMBER_KEY: trial.number}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        number = self._numbers.pop(trial_id, None)
+        if number is None:  # already told, or never ours
             return
-        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        values = [(result or {}).get(m) for m in metrics]
-        complete = (
-            not error
-            and (result or {}).get("trial_status") == "complete"
-            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-        )
-        if complete:
-            super().on_trial_complete(trial_id, result, error)
-            return
-        failed = error or (result or {}).get("trial_status") == "failed"
-        state = TrialState.FAIL if failed else TrialState.PRUNED
+        state, values = outcome(result, self.metric, error)
         try:
-            self._ot_study.tell(self._ot_trials[trial_id], None, state=state)
+            self.study.tell(number, values, state=state, skip_if_finished=True)
         except RuntimeError as e:
             # GridSampler calls Study.stop() once the grid is used up, which Optuna refuses
             # outside study.optimize(); the trial's state is stored before that.
             if "Study.stop" not in str(e):
                 raise
-        self._completed_trials.add(trial_id)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"numbers": dict(self._numbers)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Take Ray's saved map, re-queue the study's orphans, reopen the study (reseeded)."""
+        self._numbers = {str(k): int(v) for k, v in state["numbers"].items()}
+        storage = RDBStorage(self._storage_url)
+        requeue(storage, self._study_name, set(self._numbers.values()))
+        self._open(storage)
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps(self.get_state()))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(json.loads(Path(checkpoint_path).read_text()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (Ray keeps the searcher in its experiment) without the open study."""
+        return {**self.__dict__, "_study": None}

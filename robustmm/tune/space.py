@@ -227,12 +227,14 @@ class SweepSpec:
                 set_path(raw, key, value, where=f"space.{key}")
         return from_dict(raw)
 
-    def define(self, trial: Any) -> None:
-        """Optuna define-by-run: sample each parameter whose condition holds, in order."""
+    def define(self, trial: Any) -> dict[str, Any]:
+        """Optuna define-by-run: sample each parameter whose condition holds, in order; returns
+        the sampled values by key."""
         chosen: dict[str, Any] = {}
         for p in self.params:
             if p.active(chosen):
                 chosen[p.key] = p.suggest(trial)
+        return chosen
 
     def grid(self) -> dict[str, list[Any]]:
         if any(p.when for p in self.params):
