@@ -29,12 +29,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from robustmm import pareto
 from robustmm.errors import ConfigError
 from robustmm.experiment import model_cells, prepare
 from robustmm.models.base import Chain, Classifier, build_model
+from robustmm.pareto import FrontAxis
 from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
-from robustmm.tune import pareto
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
 from robustmm.tune.trainable import read_rows, train_trial
@@ -56,7 +57,7 @@ class SweepResult:
     interrupted: bool = False
 
 
-def objective_triples(spec: SweepSpec) -> list[tuple[str, str, str]]:
+def objective_triples(spec: SweepSpec) -> list[FrontAxis]:
     return [(o.key, o.mode, o.label) for o in spec.objectives]
 
 
