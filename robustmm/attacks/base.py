@@ -31,11 +31,13 @@ BATCHABLE = ("eps", "alpha", "sigma")
 """Parameters that may differ per sample (a tensor of shape (N,)) so cells share one pass."""
 
 
-class Chain(Protocol):
-    """Frozen model + classifier: inputs -> logits (N×C), differentiable w.r.t. the inputs.
+class Differentiable(Protocol):
+    """What an attack calls: inputs -> logits (N×C), differentiable w.r.t. the inputs.
 
-    A chain that certifies (the CRMT family) also has `certifies = True` and
-    `certified_radius(inputs, labels, targets) -> (N,)`, used by the `certified` cells."""
+    `robustmm.models.base.Chain` (frozen model + classifier as one module) satisfies it; the
+    attacks name only this protocol, so they never import the models. A chain that certifies
+    (the CRMT family) also has `certifies = True` and `certified_radius(inputs, labels, targets)
+    -> (N,)`, used by the `certified` cells."""
 
     def __call__(self, inputs: Mapping[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor: ...
 
@@ -79,7 +81,7 @@ class AttackEntry:
     no_grad); `drops_targets` marks the missing-modality "attack", whose targets are removed
     from `present` when the chain is evaluated rather than perturbed; `certifies` marks the
     certified-accuracy cell, which perturbs nothing but counts a sample only when the chain's
-    certified radius for the targets reaches eps (`Chain.certified_radius`).
+    certified radius for the targets reaches eps (`Differentiable.certified_radius`).
     """
 
     name: str
@@ -235,7 +237,7 @@ def attack(
 
         @functools.wraps(fn)
         def checked(
-            chain: Chain,
+            chain: Differentiable,
             inputs: Mapping[str, Tensor],
             labels: Tensor,
             targets: Sequence[str],
@@ -266,7 +268,7 @@ def per_sample(p: Param, like: Tensor) -> Param:
     return p
 
 
-def input_grad(chain: Chain, inputs: Mapping[str, Tensor], labels: Tensor, targets: Sequence[str]) -> Inputs:
+def input_grad(chain: Differentiable, inputs: Mapping[str, Tensor], labels: Tensor, targets: Sequence[str]) -> Inputs:
     """Gradient of the summed cross-entropy w.r.t. the target modalities only.
 
     Summed, not averaged, so a sample's gradient does not depend on how many cells share its
