@@ -215,7 +215,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from robustmm.tune import pareto
+    from robustmm import pareto
     from robustmm.tune.runner import load_sweep_dir, objective_triples
 
     spec, trials = load_sweep_dir(args.dir)

@@ -35,11 +35,13 @@ BATCHABLE = ("eps", "alpha", "sigma")
 """Parameters that may differ per sample (a tensor of shape (N,)) so cells share one pass."""
 
 
-class Chain(Protocol):
-    """Frozen model + classifier: inputs -> logits (N×C), differentiable w.r.t. the inputs.
+class Differentiable(Protocol):
+    """What an attack calls: inputs -> logits (N×C), differentiable w.r.t. the inputs.
 
-    A chain that certifies (the CRMT family) also has `certifies = True` and
-    `certified_radius(inputs, labels, targets) -> (N,)`, used by the `certified` cells."""
+    `robustmm.models.base.Chain` (frozen model + classifier as one module) satisfies it; the
+    attacks name only this protocol, so they never import the models. A chain that certifies
+    (the CRMT family) also has `certifies = True` and `certified_radius(inputs, labels, targets)
+    -> (N,)`, used by the `certified` cells."""
 
     def __call__(self, inputs: Mapping[str, Tensor], present: tuple[str, ...] | None = None) -> Tensor: ...
 
@@ -83,7 +85,7 @@ class AttackEntry:
     no_grad); `drops_targets` marks the missing-modality "attack", whose targets are removed
     from `present` when the chain is evaluated rather than perturbed; `certifies` marks the
     certified-accuracy cell, which perturbs nothing but counts a sample only when the chain's
-    certified radius for the targets reaches eps (`Chain.certified_radius`).
+    certified radius for the targets reaches eps (`Differentiable.certified_radius`).
     """
 
     name: str
@@ -241,7 +243,7 @@ def attack(
 
         @functools.wraps(fn)
         def checked(
-            chain: Chain,
+            chain: Differentiable,
             inputs: Mapping[str, Tensor],
             labels: Tensor,
             targets: Sequence[str],
@@ -278,7 +280,7 @@ def per_sample(p: Param, like: Tensor) -> Param:
 
 
 def input_grad(
-    chain: Chain, inputs: Mapping[str, Tensor], labels: Tensor, targets: Sequence[str], loss: Loss = None
+    chain: Differentiable, inputs: Mapping[str, Tensor], labels: Tensor, targets: Sequence[str], loss: Loss = None
 ) -> Inputs:
     """Gradient of the summed cross-entropy (or of `loss`) w.r.t. the target modalities only.
 

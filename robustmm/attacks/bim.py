@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Differentiable, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import LINF, run_iterative
 
 
 @attack("bim", norm="linf")
 def bim(
-    chain: Chain,
+    chain: Differentiable,
     inputs: Inputs,
     labels: Tensor,
     targets: Sequence[str],

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Differentiable, Inputs, Param, Ranges, Rng, attack
 
 
 @attack("certified", norm="l2", uses_grad=False, certifies=True)
 def certified(
-    chain: Chain,
+    chain: Differentiable,
     inputs: Inputs,
     labels: Tensor,
     targets: Sequence[str],

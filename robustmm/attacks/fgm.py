@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Differentiable, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import L2, run_iterative
 
 
 @attack("fgm", norm="l2")
 def fgm(
-    chain: Chain,
+    chain: Differentiable,
     inputs: Inputs,
     labels: Tensor,
     targets: Sequence[str],

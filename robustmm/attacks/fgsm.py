@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Loss, Param, Ranges, Rng, attack
+from robustmm.attacks.base import Differentiable, Inputs, Loss, Param, Ranges, Rng, attack
 from robustmm.attacks.iterative import LINF, run_iterative
 
 
 @attack("fgsm", norm="linf")
 def fgsm(
-    chain: Chain,
+    chain: Differentiable,
     inputs: Inputs,
     labels: Tensor,
     targets: Sequence[str],

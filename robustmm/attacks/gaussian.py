@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Param, Ranges, Rng, attack, clamp_to_range, draw, per_sample
+from robustmm.attacks.base import Differentiable, Inputs, Param, Ranges, Rng, attack, clamp_to_range, draw, per_sample
 
 
 @attack("gaussian", norm="none", uses_grad=False)
 def gaussian(
-    chain: Chain,
+    chain: Differentiable,
     inputs: Inputs,
     labels: Tensor,
     targets: Sequence[str],

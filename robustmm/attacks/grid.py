@@ -24,7 +24,7 @@ from robustmm.attacks.base import (
     BATCHABLE,
     AttackEntry,
     Cell,
-    Chain,
+    Differentiable,
     Ranges,
     check_cell,
     check_ranges,
@@ -207,7 +207,7 @@ def _groups(cells: Sequence[Cell], batched: bool, per_group: int) -> list[list[i
 
 
 def _run_group(
-    chain: Chain,
+    chain: Differentiable,
     entry: AttackEntry,
     cells: Sequence[Cell],
     inputs: Mapping[str, Tensor],
@@ -254,7 +254,7 @@ def _row(cell: Cell, ok: Tensor) -> dict[str, Any]:
 
 
 def evaluate_grid(
-    chain: Chain,
+    chain: Differentiable,
     inputs: Mapping[str, Tensor],
     labels: Tensor,
     cells: Sequence[Cell],

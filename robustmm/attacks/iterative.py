@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from robustmm.attacks.base import (
-    Chain,
+    Differentiable,
     Inputs,
     Loss,
     Param,
@@ -73,7 +73,7 @@ def _clamp(x: Mapping[str, Tensor], ranges: Ranges) -> Inputs:
 
 
 def run_iterative(
-    chain: Chain,
+    chain: Differentiable,
     inputs: Inputs,
     labels: Tensor,
     targets: Sequence[str],

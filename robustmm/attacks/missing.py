@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from robustmm.attacks.base import Chain, Inputs, Ranges, Rng, attack
+from robustmm.attacks.base import Differentiable, Inputs, Ranges, Rng, attack
 
 
 @attack("clean", norm="none", uses_grad=False, needs_targets=False)
 def clean(
-    chain: Chain, inputs: Inputs, labels: Tensor, targets: Sequence[str], ranges: Ranges, *, rng: Rng = None
+    chain: Differentiable, inputs: Inputs, labels: Tensor, targets: Sequence[str], ranges: Ranges, *, rng: Rng = None
 ) -> Inputs:
     """No perturbation: the reference accuracy of every grid."""
     return dict(inputs)
@@ -26,7 +26,7 @@ def clean(
 
 @attack("missing", norm="none", uses_grad=False, drops_targets=True)
 def missing(
-    chain: Chain, inputs: Inputs, labels: Tensor, targets: Sequence[str], ranges: Ranges, *, rng: Rng = None
+    chain: Differentiable, inputs: Inputs, labels: Tensor, targets: Sequence[str], ranges: Ranges, *, rng: Rng = None
 ) -> Inputs:
     """Missing modality: the targets are dropped from `present`; the tensors stay unchanged."""
     return dict(inputs)

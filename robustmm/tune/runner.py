@@ -29,14 +29,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from robustmm import pareto
 from robustmm.errors import ConfigError
 from robustmm.evaluate import model_cells
 from robustmm.experiment import prepare
 from robustmm.models.base import build_model
+from robustmm.pareto import FrontAxis
 from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
 from robustmm.train import epoch_metrics
-from robustmm.tune import pareto
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
 from robustmm.tune.trainable import read_rows, train_trial
@@ -58,7 +59,7 @@ class SweepResult:
     interrupted: bool = False
 
 
-def objective_triples(spec: SweepSpec) -> list[tuple[str, str, str]]:
+def objective_triples(spec: SweepSpec) -> list[FrontAxis]:
     return [(o.key, o.mode, o.label) for o in spec.objectives]
 
 

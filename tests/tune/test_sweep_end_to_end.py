@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 
 from robustmm.objectives import compute_objectives
-from robustmm.tune.pareto import pareto_ranks
+from robustmm.pareto import pareto_ranks
 from robustmm.tune.runner import run_sweep
 from robustmm.tune.space import parse_sweep
 
