@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
 from robustmm.models.base import ModelOptions, RepresentationModel, register_model
-from robustmm.models.denoising import DenoisingOptions, check_weights
+from robustmm.models.denoising import DenoisingOptions
 from robustmm.models.encoders import Decoder, Encoder, JointEncoder, mlp
 from robustmm.models.losses import gmc_contrastive, reconstruction_loss
 
@@ -145,7 +145,7 @@ class GMCWD(GMC):
     def __init__(self, specs: tuple[ModalitySpec, ...], options: GMCWDOptions) -> None:
         super().__init__(specs, options)
         o = options
-        self.weights = check_weights("recon_weights", o.recon_weights, self.names)
+        self.weights = o.weights(self.names)
         self.reproject = mlp(o.latent_dim, (o.head_hidden, o.head_hidden), o.common_dim, o.activation)
         self.joint_decoder = nn.ModuleDict({s.name: Decoder(s, o.common_dim, o.activation) for s in specs})
 
