@@ -9,8 +9,9 @@ thesis' Σ_i (x̂_i − x_i)², seed 000 eq. 4.1–4.6) or "mean" (averaged over
 all, on the modalities `noise_modalities` only (None: every one), with a share `clean_prob` of
 the samples left clean. `corrupt` draws it; the reconstruction target stays the clean input.
 
-The AE baselines (autoencoders.py) and GMCWD / DGMC (gmc.py) extend these dataclasses and pick
-their own defaults.
+The AE baselines (autoencoders.py) and GMCWD / DGMC (gmc.py) extend these dataclasses; GMCWD
+changes two defaults with `defaults={...}` (`robustmm.options.Options`) rather than declaring the
+fields again, and DGMC inherits GMCWD's.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ unit sphere, trained with the geometric contrastive loss L_GMC. GMCWD adds a sha
 re-projection head ḡ and a joint decoder f̄_{1:M}, feeds the encoders a noisy copy of the
 input and reconstructs the CLEAN input from z_{1:M} (the public rgmc code reconstructed the
 noisy input because it corrupted the batch in place). Its reconstruction and noise options are
-`denoising.py`'s, with the thesis' summed error and a third of the samples left clean by default.
+`denoising.py`'s, with the thesis' summed error and half of the samples left clean by default.
 """
 
 from __future__ import annotations
@@ -88,12 +88,10 @@ CLASSIFIER_INPUTS = ("clean", "noisy")
 
 
 @dataclass(frozen=True)
-class GMCWDOptions(DenoisingOptions, GMCOptions):
+class GMCWDOptions(DenoisingOptions, GMCOptions, defaults={"recon_reduction": "sum", "clean_prob": 0.5}):
     """GMC's options, the reconstruction weights and reduction, the training noise, and what the
     downstream classifier is trained on. Defaults: see `GMCWD`."""
 
-    recon_reduction: str = "sum"
-    clean_prob: float = 0.5
     classifier_input: str = "clean"
 
     def check(self, specs: tuple[ModalitySpec, ...]) -> None:
