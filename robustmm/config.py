@@ -134,10 +134,11 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
     return tuple(seeds)
 
 
-def _named_section(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """The model or dataset section; a bare name stands for {name: ...}."""
-    value = raw.get(key)
-    return {"name": value} if isinstance(value, str) else mapping(value or None, f"config section {key!r}")
+def _section(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or None
+    if isinstance(value, str) and key in ("model", "dataset"):
+        return {"name": value}
+    return mapping(value, f"config section {key!r}")
 
 
 def from_dict(raw: Mapping[str, Any]) -> RunConfig:
@@ -146,8 +147,8 @@ def from_dict(raw: Mapping[str, Any]) -> RunConfig:
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"unknown config section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
-    model = _named_section(raw, "model")
-    dataset = _named_section(raw, "dataset")
+    model = _section(raw, "model")
+    dataset = _section(raw, "dataset")
     model_name = model.pop("name", RunConfig.model)
     dataset_name = dataset.pop("name", RunConfig.dataset)
     data_dir = dataset.pop("data_dir", None)
@@ -157,9 +158,9 @@ def from_dict(raw: Mapping[str, Any]) -> RunConfig:
         dataset=str(dataset_name),
         dataset_options=dataset,
         data_dir=None if data_dir is None else str(data_dir),
-        train=parse(OptimConfig, raw.get("train") or None, "train", base=RunConfig.train),
-        classifier=parse(OptimConfig, raw.get("classifier") or None, "classifier"),
-        eval=parse(EvalConfig, raw.get("eval") or None, "eval"),
+        train=parse(OptimConfig, _section(raw, "train"), "train", base=RunConfig.train),
+        classifier=parse(OptimConfig, _section(raw, "classifier"), "classifier"),
+        eval=parse(EvalConfig, _section(raw, "eval"), "eval"),
         seeds=parse_seeds(raw.get("seeds", 0)),
         device=str(raw.get("device", "auto")),
     )
