@@ -220,10 +220,6 @@ class DatasetOptions:
         check_seed(self.validation_seed)
 
 
-VALIDATION_OPTIONS: dict[str, Any] = dataclasses.asdict(DatasetOptions())
-"""The options every dataset accepts, with their defaults."""
-
-
 @dataclass(frozen=True)
 class DatasetEntry:
     """A registered dataset: its loader, its options dataclass, one-line summary.
