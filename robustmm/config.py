@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from robustmm.errors import ConfigError
+from robustmm.options import mapping, parse
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SPLITS = ("test", "validation")
@@ -62,13 +63,13 @@ class EvalConfig:
     batched: bool = True
     split: str = "test"
 
-    def check(self) -> None:
+    def check(self, section: str) -> None:
         if self.split not in SPLITS:
-            raise ConfigError(f"eval.split {self.split!r} unknown; evaluate on one of {', '.join(SPLITS)}")
+            raise ConfigError(f"{section}.split {self.split!r} unknown; evaluate on one of {', '.join(SPLITS)}")
         if self.batch_size < 1:
-            raise ConfigError(f"eval.batch_size must be ≥ 1, got {self.batch_size}")
+            raise ConfigError(f"{section}.batch_size must be ≥ 1, got {self.batch_size}")
         if self.max_samples is not None and self.max_samples < 1:
-            raise ConfigError(f"eval.max_samples must be ≥ 1 or null, got {self.max_samples}")
+            raise ConfigError(f"{section}.max_samples must be ≥ 1 or null, got {self.max_samples}")
 
 
 @dataclass(frozen=True)
@@ -134,32 +135,10 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
 
 
 def _section(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = raw.get(key) or {}
+    value = raw.get(key) or None
     if isinstance(value, str) and key in ("model", "dataset"):
         return {"name": value}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"config section {key!r} must be a mapping, got {value!r}")
-    return dict(value)
-
-
-def _dataclass_from(cls: type, section: str, values: Mapping[str, Any], defaults: Any = None) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ConfigError(f"{section} has no key {unknown[0]!r}; its keys: {', '.join(sorted(names))}")
-    defaults = defaults if defaults is not None else cls()
-    out = {}
-    for k, v in values.items():
-        d = getattr(defaults, k)
-        if isinstance(d, bool) and not isinstance(v, bool):
-            raise ConfigError(f"{section}.{k} must be true or false, got {v!r}")
-        if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        typed = names[k].type != "Any"
-        if typed and isinstance(d, (int, float, str)) and not isinstance(d, bool) and not isinstance(v, type(d)):
-            raise ConfigError(f"{section}.{k} must be a {type(d).__name__}, got {v!r}")
-        out[k] = v
-    return dataclasses.replace(defaults, **out)
+    return mapping(value, f"config section {key!r}")
 
 
 def from_dict(raw: Mapping[str, Any]) -> RunConfig:
@@ -179,15 +158,12 @@ def from_dict(raw: Mapping[str, Any]) -> RunConfig:
         dataset=str(dataset_name),
         dataset_options=dataset,
         data_dir=None if data_dir is None else str(data_dir),
-        train=_dataclass_from(OptimConfig, "train", _section(raw, "train"), RunConfig.train),
-        classifier=_dataclass_from(OptimConfig, "classifier", _section(raw, "classifier")),
-        eval=_dataclass_from(EvalConfig, "eval", _section(raw, "eval")),
+        train=parse(OptimConfig, _section(raw, "train"), "train", base=RunConfig.train),
+        classifier=parse(OptimConfig, _section(raw, "classifier"), "classifier"),
+        eval=parse(EvalConfig, _section(raw, "eval"), "eval"),
         seeds=parse_seeds(raw.get("seeds", 0)),
         device=str(raw.get("device", "auto")),
     )
-    cfg.train.check("train")
-    cfg.classifier.check("classifier")
-    cfg.eval.check()
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ConfigError(f"device {cfg.device!r} unknown; use auto, cpu, cuda or cuda:N")
     return cfg

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from robustmm.errors import ConfigError, UnknownNameError
+from robustmm.options import did_you_mean
 
 T = TypeVar("T")
 
@@ -52,9 +52,3 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return [(n, self._items[n]) for n in self.names()]
-
-
-def did_you_mean(name: str, known: Sequence[str]) -> str:
-    """' (did you mean 'x'?)' for the closest known name, or ''."""
-    close = difflib.get_close_matches(str(name), list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -39,7 +39,7 @@ import yaml
 from robustmm import config as C
 from robustmm.attacks import parse_grid
 from robustmm.config import RunConfig
-from robustmm.data.base import DATASETS, check_options
+from robustmm.data.base import dataset_options
 from robustmm.device import resolve_device
 from robustmm.errors import ConfigError
 from robustmm.evaluate import model_cells
@@ -175,7 +175,7 @@ def resolved_config(cfg: RunConfig) -> dict[str, Any]:
     d.pop("seeds")
     entry = MODELS.get(cfg.model)
     d["model"] = {"name": cfg.model, **dataclasses.asdict(make_options(entry.cls, cfg.model, cfg.model_options))}
-    dataset = check_options("dataset", cfg.dataset, cfg.dataset_options, DATASETS.get(cfg.dataset).defaults)
+    dataset = dataclasses.asdict(dataset_options(cfg.dataset, cfg.dataset_options))
     d["dataset"] = {"name": cfg.dataset, "data_dir": cfg.data_dir, **dataset}
     d["device"] = resolve_device(cfg.device).type
     return d

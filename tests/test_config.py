@@ -34,7 +34,7 @@ def test_round_trip_and_set():
         ({"train": {"epochs": -1}}, "train.epochs must be ≥ 0"),
         ({"train": {"optimizer": "lbfgs"}}, "train.optimizer 'lbfgs' unknown"),
         ({"train": {"learning_rate": 0.1}}, "train has no key 'learning_rate'"),
-        ({"train": {"epochs": "many"}}, "train.epochs must be a int"),
+        ({"train": {"epochs": "many"}}, "train.epochs must be an integer, got 'many'"),
         ({"eval": {"batch_size": 0}}, "eval.batch_size must be ≥ 1"),
         ({"eval": {"split": "train"}}, "eval.split 'train' unknown; evaluate on one of test, validation"),
         ({"device": "tpu"}, "device 'tpu' unknown"),

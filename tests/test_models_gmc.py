@@ -86,7 +86,7 @@ def test_option_errors(toy):
         build_model("gmc", toy.modalities, {"tau": 0.0})
     with pytest.raises(ConfigError, match="names modality 'audio'"):
         build_model("gmcwd", toy.modalities, {"recon_weights": {"audio": 1.0}})
-    with pytest.raises(ConfigError, match="must be a int"):
+    with pytest.raises(ConfigError, match="model.latent_dim must be an integer, got 'big'"):
         build_model("gmc", toy.modalities, {"latent_dim": "big"})
     with pytest.raises(ConfigError, match="at least 2 modalities"):
         build_model("gmc", toy.modalities[:1], {})

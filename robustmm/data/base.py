@@ -14,6 +14,7 @@ accepts) and only then normalises, with the statistics of the remaining train sa
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch import Tensor
 from robustmm.config import SPLITS
 from robustmm.data.splits import check_fraction, check_seed, stratified_holdout
 from robustmm.errors import ConfigError, DataError
+from robustmm.options import parse
 from robustmm.registry import Registry
 
 MODALITY_KINDS = ("image", "rgb", "vector", "sound")
@@ -171,10 +173,9 @@ class RawData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def finish(raw: RawData, validation_fraction: float, validation_seed: int) -> MultimodalDataset:
+def finish(raw: RawData, fraction: float, seed: int) -> MultimodalDataset:
     """Carve validation out of train (unless the dataset brought its own), then min-max scale
     every split with the statistics of the train samples that remain (`minmax_normalise`)."""
-    fraction, seed = check_fraction(validation_fraction), check_seed(validation_seed)
     train, validation = raw.train, raw.validation
     if validation is None:
         keep, held = stratified_holdout(train.labels, fraction, seed)
@@ -205,63 +206,72 @@ def finish(raw: RawData, validation_fraction: float, validation_seed: int) -> Mu
 
 
 @dataclass(frozen=True)
-class DatasetEntry:
-    """A registered dataset: its loader, the options it accepts (with defaults), one-line summary.
+class DatasetOptions:
+    """Options of every dataset: the share of train held out for validation and the seed of that
+    split. Each dataset extends this dataclass with its own options; datasets that need randomness
+    take a `data_seed` (default 0), so the data stay the same across the run seeds that vary model
+    initialisation."""
 
-    `load(data_dir=..., **options)` returns the dataset's `RawData`; `load_dataset` carves the
-    validation split and normalises. `defaults` holds the loader's own options plus the
-    `VALIDATION_OPTIONS` every dataset accepts. Datasets that need randomness take their own
-    `data_seed` option (default 0), so the data stay the same across the run seeds that vary
-    model initialisation.
+    validation_fraction: float = 0.1
+    validation_seed: int = 0
+
+    def check(self, path: str) -> None:
+        check_fraction(self.validation_fraction)
+        check_seed(self.validation_seed)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: its loader, its options dataclass, one-line summary.
+
+    `load(data_dir=..., options=...)` returns the dataset's `RawData` from checked options;
+    `load_dataset` carves the validation split and normalises.
     """
 
     load: Callable[..., RawData]
-    defaults: Mapping[str, Any]
+    options: type[DatasetOptions]
     summary: str
     needs_data_dir: bool
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every option with its default, in the order `robustmm list datasets` shows them: those
+        the dataset's class declares, those it inherits, then those every dataset has."""
+        values = dataclasses.asdict(self.options())
+        classes = [c for c in self.options.__mro__ if c is not DatasetOptions] + [DatasetOptions]
+        order = [name for c in classes for name in vars(c).get("__annotations__", {}) if name in values]
+        return {name: values[name] for name in dict.fromkeys(order)}
 
 
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
-VALIDATION_OPTIONS: dict[str, Any] = {"validation_fraction": 0.1, "validation_seed": 0}
-"""Options of every dataset: the share of train held out for validation and the seed of that split."""
-
 
 def register_dataset(
-    name: str, *, defaults: Mapping[str, Any], summary: str, needs_data_dir: bool
+    name: str, *, options: type[DatasetOptions], summary: str, needs_data_dir: bool
 ) -> Callable[[Callable[..., RawData]], Callable[..., RawData]]:
-    clash = sorted(set(defaults) & set(VALIDATION_OPTIONS))
-    if clash:
-        raise ConfigError(f"dataset {name!r} declares option {clash[0]!r}, which every dataset has already")
-
     def deco(fn: Callable[..., RawData]) -> Callable[..., RawData]:
-        DATASETS.add(name, DatasetEntry(fn, {**defaults, **VALIDATION_OPTIONS}, summary, needs_data_dir))
+        DATASETS.add(name, DatasetEntry(fn, options, summary, needs_data_dir))
         return fn
 
     return deco
 
 
-def check_options(kind: str, name: str, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge user options over defaults; an unknown key is a ConfigError naming the known ones."""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        known = ", ".join(sorted(defaults)) or "none"
-        raise ConfigError(f"{kind} {name!r} has no option {unknown[0]!r}; its options: {known}")
-    merged = dict(defaults)
-    merged.update(options)
-    return merged
+def dataset_options(name: str, options: Mapping[str, Any] | None = None) -> DatasetOptions:
+    """The options of dataset `name` from a mapping over its defaults, typed and checked before
+    any file is read."""
+    cls = DATASETS.get(name).options
+    return parse(cls, options or {}, "dataset", owner=f"dataset {name!r}", noun="option")
 
 
 def load_dataset(
     name: str, *, data_dir: str | Path | None = None, options: Mapping[str, Any] | None = None
 ) -> MultimodalDataset:
     entry = DATASETS.get(name)
-    opts = check_options("dataset", name, options or {}, entry.defaults)
+    opts = dataset_options(name, options)
     if entry.needs_data_dir and data_dir is None:
         raise ConfigError(f"dataset {name!r} needs --data-dir pointing at its files")
-    fraction, seed = check_fraction(opts.pop("validation_fraction")), check_seed(opts.pop("validation_seed"))
-    raw = entry.load(data_dir=Path(data_dir) if data_dir is not None else None, **opts)
-    return finish(raw, fraction, seed)
+    raw = entry.load(data_dir=Path(data_dir) if data_dir is not None else None, options=opts)
+    return finish(raw, opts.validation_fraction, opts.validation_seed)
 
 
 def cache_root() -> Path:

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import Tensor
 
-from robustmm.data.base import ModalitySpec, RawData, Split, register_dataset
+from robustmm.data.base import DatasetOptions, ModalitySpec, RawData, Split, register_dataset
 from robustmm.errors import ConfigError, DataError
 
 TRAIN_FILE = "mhd_train.pt"
@@ -84,9 +84,8 @@ def spectrogram_to_sound_chunks(spec: Tensor) -> Tensor:
     return spec.reshape(n, SOUND_BINS, SOUND_CHUNKS, SOUND_BINS).permute(0, 2, 3, 1).contiguous()
 
 
-def check_modalities(dataset: str, modalities: Any) -> tuple[str, ...]:
-    """A non-empty, duplicate-free sequence of known MHD modality names, order kept."""
-    names = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+def check_modalities(dataset: str, names: tuple[str, ...]) -> None:
+    """Refuse an empty or repeating list of names, or one that is no MHD modality."""
     valid = ", ".join(MHD_MODALITIES)
     if not names:
         raise ConfigError(f"dataset {dataset!r}: 'modalities' is empty; pick one or more of {valid}")
@@ -95,7 +94,15 @@ def check_modalities(dataset: str, modalities: Any) -> tuple[str, ...]:
             raise ConfigError(f"dataset {dataset!r} has no modality {name!r}; valid modalities: {valid}")
     if len(set(names)) != len(names):
         raise ConfigError(f"dataset {dataset!r}: 'modalities' repeats a name: {list(names)}")
-    return names
+
+
+@dataclass(frozen=True)
+class MHDOptions(DatasetOptions):
+    modalities: tuple[str, ...] = ("image", "trajectory")
+
+    def check(self, path: str) -> None:
+        super().check(path)
+        check_modalities("mhd", self.modalities)
 
 
 def _malformed(path: Path, what: str) -> DataError:
@@ -198,9 +205,10 @@ def load_mhd_dir(
     info: Mapping[str, Any] | None = None,
     missing_hint: str = SOURCE_HINT,
 ) -> RawData:
-    """Read `mhd_train.pt` / `mhd_test.pt` from `data_dir` and keep `modalities`, unscaled
-    (`load_dataset` carves validation from train, then scales with the remaining train's stats)."""
-    names = check_modalities(name, modalities)
+    """Read `mhd_train.pt` / `mhd_test.pt` from `data_dir` and keep `modalities` (checked by the
+    dataset's options), unscaled (`load_dataset` carves validation from train, then scales with the
+    remaining train's stats)."""
+    names = tuple(modalities)
     data_dir = Path(data_dir)
     paths = {"train": data_dir / TRAIN_FILE, "test": data_dir / TEST_FILE}
     missing = [p.name for p in paths.values() if not p.is_file()]
@@ -268,12 +276,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
 
 @register_dataset(
     "mhd",
-    defaults={"modalities": ("image", "trajectory")},
+    options=MHDOptions,
     summary="Multimodal Handwritten Digits (GMC release): image 1x28x28, trajectory 200, sound 1x32x128",
     needs_data_dir=True,
 )
-def load(*, data_dir: Path, modalities: Iterable[str]) -> RawData:
-    names = check_modalities("mhd", modalities)
+def load(*, data_dir: Path, options: MHDOptions) -> RawData:
     if data_dir is None:
         raise ConfigError(f"dataset 'mhd' needs --data-dir pointing at the folder with {TRAIN_FILE} and {TEST_FILE}")
-    return load_mhd_dir(data_dir, names, name="mhd")
+    return load_mhd_dir(data_dir, options.modalities, name="mhd")

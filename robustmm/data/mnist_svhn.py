@@ -31,13 +31,13 @@ selected one is kept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from robustmm.data.base import ModalitySpec, RawData, Split, register_dataset
+from robustmm.data.base import DatasetOptions, ModalitySpec, RawData, Split, register_dataset
 from robustmm.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -129,34 +129,39 @@ def match_pairs(
     return np.concatenate(out_a), np.concatenate(out_b)
 
 
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"mnist-svhn option {name} must be a positive integer, got {value!r}")
-    return int(value)
+@dataclass(frozen=True)
+class MnistSvhnOptions(DatasetOptions):
+    """The pairing of the module docstring: at most `max_d` images of each class, `dm` shuffles."""
 
+    modalities: tuple[str, ...] = ("mnist", "svhn")
+    dm: int = 1
+    max_d: int = 10000
+    data_seed: int = 0
 
-def _check_modalities(modalities: Sequence[str] | str) -> tuple[str, ...]:
-    names = (modalities,) if isinstance(modalities, str) else tuple(modalities)
-    for n in names:
-        if n not in MODALITIES:
-            raise ConfigError(f"mnist-svhn has no modality {n!r}; it has {', '.join(MODALITIES)}")
-    if not names or len(set(names)) != len(names):
-        raise ConfigError(f"mnist-svhn modalities must be a non-empty list without repeats, got {list(names)}")
-    return names
+    def check(self, path: str) -> None:
+        super().check(path)
+        names = self.modalities
+        for n in names:
+            if n not in MODALITIES:
+                raise ConfigError(f"mnist-svhn has no modality {n!r}; it has {', '.join(MODALITIES)}")
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"mnist-svhn modalities must be a non-empty list without repeats, got {list(names)}")
+        for name in ("dm", "max_d"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{path}.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.data_seed < 0:
+            raise ConfigError(f"{path}.data_seed must be a non-negative integer, got {self.data_seed!r}")
 
 
 @register_dataset(
     "mnist-svhn",
-    defaults={"modalities": ("mnist", "svhn"), "dm": 1, "max_d": 10000, "data_seed": 0},
+    options=MnistSvhnOptions,
     summary="MNIST digits paired with SVHN digits of the same class (MMVAE pairing; torchvision files)",
     needs_data_dir=True,
 )
-def load(*, data_dir: Path, modalities: Sequence[str], dm: int, max_d: int, data_seed: int) -> RawData:
+def load(*, data_dir: Path, options: MnistSvhnOptions) -> RawData:
     """Pair the train files into the train split and the test files into the test split."""
-    names = _check_modalities(modalities)
-    dm, max_d = _positive_int("dm", dm), _positive_int("max_d", max_d)
-    if isinstance(data_seed, bool) or not isinstance(data_seed, (int, np.integer)) or data_seed < 0:
-        raise ConfigError(f"mnist-svhn option data_seed must be a non-negative integer, got {data_seed!r}")
+    names, dm, max_d, data_seed = options.modalities, options.dm, options.max_d, options.data_seed
     data_dir = Path(data_dir)
     # Separate streams, so the test pairs do not depend on how many draws the train pairs took.
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(int(data_seed)).spawn(2)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch
 
 from robustmm.data.base import (
     MODALITY_KINDS,
+    DatasetOptions,
     ModalitySpec,
     RawData,
     Split,
@@ -99,51 +101,53 @@ def _check_modality(path: Path, name: str, x: np.ndarray, n: int) -> None:
         raise DataError(f"npz: {path}: modality {name!r} contains NaN or inf values")
 
 
-def _select(modalities: Sequence[str] | str | None, train: Mapping[str, np.ndarray], train_path: Path) -> list[str]:
+def _select(modalities: Sequence[str] | None, train: Mapping[str, np.ndarray], train_path: Path) -> list[str]:
     available = sorted(k for k in train if k != LABEL)
     if modalities is None:
         if not available:
             raise DataError(f"npz: {train_path} holds only {LABEL!r}; at least one modality array is needed")
         return available
-    names = [modalities] if isinstance(modalities, str) else list(modalities)
-    if not names or len(set(names)) != len(names):
-        raise ConfigError(f"npz option modalities must be a non-empty list without repeats, got {names}")
+    names = list(modalities)
     for n in names:
         if n == LABEL or n not in available:
             raise ConfigError(f"npz: {train_path} has no modality {n!r}; it has {', '.join(available) or 'none'}")
     return names
 
 
+@dataclass(frozen=True)
+class NpzOptions(DatasetOptions):
+    """The files in --data-dir, the modalities to load (None: every array but the labels), a kind
+    per modality where its shape leaves it open, and the class count (None: the largest label + 1)."""
+
+    modalities: tuple[str, ...] | None = None
+    train_file: str = "train.npz"
+    test_file: str = "test.npz"
+    validation_file: str | None = None
+    kinds: dict[str, str] | None = None
+    num_classes: int | None = None
+
+    def check(self, path: str) -> None:
+        super().check(path)
+        names = self.modalities
+        if names is not None and (not names or len(set(names)) != len(names)):
+            raise ConfigError(f"npz option modalities must be a non-empty list without repeats, got {list(names)}")
+        if self.validation_file == "":
+            raise ConfigError("npz option validation_file must be a file name or null, got ''")
+
+
 @register_dataset(
     "npz",
-    defaults={
-        "modalities": None,
-        "train_file": "train.npz",
-        "test_file": "test.npz",
-        "validation_file": None,
-        "kinds": None,
-        "num_classes": None,
-    },
+    options=NpzOptions,
     summary="bring your own modalities: train.npz/test.npz (and a validation file, optional) "
     "with one array per modality plus 'label'",
     needs_data_dir=True,
 )
-def load(
-    *,
-    data_dir: Path,
-    modalities: Sequence[str] | None,
-    train_file: str,
-    test_file: str,
-    validation_file: str | None,
-    kinds: Mapping[str, str] | None,
-    num_classes: int | None,
-) -> RawData:
+def load(*, data_dir: Path, options: NpzOptions) -> RawData:
     """Read, validate and infer kinds; every problem is one DataError/ConfigError."""
-    files = {"train": train_file, "test": test_file}
-    if validation_file is not None:
-        if not isinstance(validation_file, str) or not validation_file:
-            raise ConfigError(f"npz option validation_file must be a file name or null, got {validation_file!r}")
-        files["validation"] = validation_file
+    modalities, num_classes = options.modalities, options.num_classes
+    files = {"train": options.train_file, "test": options.test_file}
+    if options.validation_file is not None:
+        files["validation"] = options.validation_file
     paths = {split: Path(data_dir) / f for split, f in files.items()}
     arrays = {split: _read(path, split) for split, path in paths.items()}
     names = _select(modalities, arrays["train"], paths["train"])
@@ -168,9 +172,7 @@ def load(
             if tr != other:
                 raise DataError(f"npz: modality {name!r} has per-sample shape {tr} in train but {other} in {split}")
 
-    if kinds is not None and not isinstance(kinds, Mapping):
-        raise ConfigError(f"npz option kinds must be a mapping modality -> kind, got {kinds!r}")
-    kinds = dict(kinds or {})
+    kinds = options.kinds or {}
     unknown = sorted(set(kinds) - set(names))
     if unknown:
         raise ConfigError(f"npz option kinds names {unknown[0]!r}, which is not a loaded modality ({', '.join(names)})")
@@ -182,7 +184,7 @@ def load(
     max_label = int(max(arrays[s][LABEL].max() for s in arrays))
     if num_classes is None:
         num_classes = max_label + 1
-    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes <= max_label:
+    elif num_classes <= max_label:
         raise ConfigError(f"npz option num_classes={num_classes!r} must be an integer > the largest label {max_label}")
 
     splits = {

@@ -57,14 +57,13 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from robustmm.data.base import RawData, cache_root, register_dataset
+from robustmm.data.base import DatasetOptions, RawData, cache_root, register_dataset
 from robustmm.data.mhd import (
     NUM_CLASSES,
     TEST_FILE,
@@ -599,50 +598,42 @@ def write_synth_mhd(
     return directory
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"dataset 'synth-mhd': {name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+@dataclass(frozen=True)
+class SynthMHDOptions(DatasetOptions, Knobs):
+    """The dataset options: modalities, split sizes, the data seed, `difficulty` and the `Knobs`."""
 
+    modalities: tuple[str, ...] = ("image", "trajectory")
+    n_train: int = 20000
+    n_test: int = 2000
+    data_seed: int = 0
+    difficulty: float = 1.0
 
-def _check_number(name: str, value: object, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
-        raise ConfigError(f"dataset 'synth-mhd': {name} must be a number in [0, {high:g}], got {value!r}")
-    return float(value)
+    def check(self, path: str) -> None:
+        super().check(path)
+        check_modalities("synth-mhd", self.modalities)
+        for name, low in (("n_train", NUM_CLASSES), ("n_test", 1), ("data_seed", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"{path}.{name} must be an integer ≥ {low}, got {getattr(self, name)!r}")
+        highs = {"difficulty": 3.0, **{k: 1.0 if k.endswith("confusion") else 10.0 for k in KNOBS}}
+        for name, high in highs.items():
+            if not 0 <= getattr(self, name) <= high:
+                raise ConfigError(f"{path}.{name} must be a number in [0, {high:g}], got {getattr(self, name)!r}")
+
+    def knobs(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in KNOBS}
 
 
 @register_dataset(
     "synth-mhd",
-    defaults={
-        "modalities": ("image", "trajectory"),
-        "n_train": 20000,
-        "n_test": 2000,
-        "data_seed": 0,
-        "difficulty": 1.0,
-        **{name: getattr(Knobs(), name) for name in KNOBS},
-    },
+    options=SynthMHDOptions,
     summary="synthetic MHD-like digits (image dominant, trajectory weaker, sound weakest), generated in seconds",
     needs_data_dir=False,
 )
-def load(
-    *,
-    data_dir: Path | None,
-    modalities: Iterable[str],
-    n_train: int,
-    n_test: int,
-    data_seed: int,
-    difficulty: float,
-    **knobs: float,
-) -> RawData:
-    names = check_modalities("synth-mhd", modalities)
-    n_train = _check_int("n_train", n_train, NUM_CLASSES)
-    n_test = _check_int("n_test", n_test, 1)
-    data_seed = _check_int("data_seed", data_seed, 0)
-    difficulty = _check_number("difficulty", difficulty, 3.0)
-    knobs = {name: _check_number(name, knobs[name], 1.0 if name.endswith("confusion") else 10.0) for name in KNOBS}
-    key = cache_key(n_train, n_test, data_seed, difficulty, **knobs)
+def load(*, data_dir: Path | None, options: SynthMHDOptions) -> RawData:
+    o, knobs = options, options.knobs()
+    key = cache_key(o.n_train, o.n_test, o.data_seed, o.difficulty, **knobs)
     directory = Path(data_dir) if data_dir is not None else cache_root() / "synth-mhd" / key
-    meta = _options(n_train, n_test, data_seed, difficulty, **knobs)
+    meta = _options(o.n_train, o.n_test, o.data_seed, o.difficulty, **knobs)
     files = [directory / TRAIN_FILE, directory / TEST_FILE]
     meta_path = directory / META_FILE
     if meta_path.is_file():
@@ -663,5 +654,7 @@ def load(
     if all(p.is_file() for p in files):
         log.info("reusing synth-mhd files in %s", directory)
     else:
-        write_synth_mhd(directory, n_train=n_train, n_test=n_test, data_seed=data_seed, difficulty=difficulty, **knobs)
-    return load_mhd_dir(directory, names, name="synth-mhd", info={"synth": meta, "cache_key": key})
+        write_synth_mhd(
+            directory, n_train=o.n_train, n_test=o.n_test, data_seed=o.data_seed, difficulty=o.difficulty, **knobs
+        )
+    return load_mhd_dir(directory, o.modalities, name="synth-mhd", info={"synth": meta, "cache_key": key})

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
 from robustmm.models.base import RepresentationModel, register_model
-from robustmm.models.denoising import DenoisingOptions, ReconOptions, check_weights
+from robustmm.models.denoising import DenoisingOptions, ReconOptions
 from robustmm.models.encoders import Decoder, Encoder, RangeOutput, activation, mlp
 from robustmm.models.losses import gaussian_kl, product_of_experts, reconstruction_loss, reparameterise
 
@@ -57,7 +57,7 @@ class VariationalOptions(ReconOptions):
 
 
 def _check_hidden(hidden: tuple[int, ...]) -> None:
-    if not isinstance(hidden, tuple) or not all(isinstance(w, int) and w >= 1 for w in hidden):
+    if not all(w >= 1 for w in hidden):
         raise ConfigError(f"model.hidden must be a list of layer widths ≥ 1, e.g. [512, 512]; got {hidden!r}")
 
 
@@ -146,7 +146,7 @@ class AutoencoderModel(RepresentationModel):
 
     def __init__(self, specs: tuple[ModalitySpec, ...], options: ReconOptions) -> None:
         super().__init__(specs, options)
-        self.weights = check_weights("recon_weights", options.recon_weights, self.names)
+        self.weights = options.weights(self.names)
         self.ranges = {s.name: s.value_range for s in specs}
         self.elements = sum(math.prod(s.shape) for s in specs)
 

@@ -26,12 +26,14 @@ from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
 from robustmm.models.plan import CLASSIFIER_HIDDEN, Plan, two_stage
+from robustmm.options import Options, parse
 from robustmm.registry import Registry
 
 
 @dataclass(frozen=True)
-class ModelOptions:
-    """Options every model accepts; model families extend this dataclass."""
+class ModelOptions(Options):
+    """Options every model accepts; model families extend this dataclass (and change inherited
+    defaults with `defaults={...}`, see `robustmm.options.Options`)."""
 
     latent_dim: int = 64
     activation: str = "silu"
@@ -120,31 +122,10 @@ def register_model(name: str, summary: str):
     return deco
 
 
-def _coerce(name: str, field: dataclasses.Field, value: Any, default: Any) -> Any:
-    """YAML and --set give ints for floats and lists for tuples; accept those, refuse the rest."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"model option {name!r} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(default, tuple) and isinstance(value, list):
-        return tuple(value)
-    if default is not None and not isinstance(value, type(default)) and not isinstance(default, Mapping):
-        raise ConfigError(f"model option {name!r} must be a {type(default).__name__}, got {value!r}")
-    return value
-
-
 def make_options(cls: type[RepresentationModel], model_name: str, options: Mapping[str, Any]) -> ModelOptions:
-    fields = {f.name: f for f in dataclasses.fields(cls.Options)}
-    unknown = sorted(set(options) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"model {model_name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(fields))}"
-        )
-    defaults = cls.Options()
-    values = {k: _coerce(k, fields[k], v, getattr(defaults, k)) for k, v in options.items()}
-    return cls.Options(**values)
+    """`cls`'s options from a mapping, typed; their ranges are checked against the dataset's
+    modalities when the model is built (`check(specs)`)."""
+    return parse(cls.Options, options, "model", owner=f"model {model_name!r}", noun="option", check=False)
 
 
 def build_model(

@@ -9,8 +9,9 @@ thesis' Σ_i (x̂_i − x_i)², seed 000 eq. 4.1–4.6) or "mean" (averaged over
 all, on the modalities `noise_modalities` only (None: every one), with a share `clean_prob` of
 the samples left clean. `corrupt` draws it; the reconstruction target stays the clean input.
 
-The AE baselines (autoencoders.py) and GMCWD / DGMC (gmc.py) extend these dataclasses and pick
-their own defaults.
+The AE baselines (autoencoders.py) and GMCWD / DGMC (gmc.py) extend these dataclasses; GMCWD
+changes two defaults with `defaults={...}` (`robustmm.options.Options`) rather than declaring the
+fields again, and DGMC inherits GMCWD's.
 """
 
 from __future__ import annotations
@@ -29,26 +30,6 @@ NOISE_MODES = ("one", "all")
 RECON_REDUCTIONS = ("sum", "mean")
 
 
-def check_weights(name: str, weights: dict[str, float] | None, modalities: tuple[str, ...]) -> dict[str, float]:
-    """Per-modality weights; None gives 1/M each. Unknown modality or a negative weight: error."""
-    if weights is None:
-        return {m: 1.0 / len(modalities) for m in modalities}
-    if not isinstance(weights, dict):
-        raise ConfigError(f"model option {name!r} must map modality -> weight, got {weights!r}")
-    unknown = sorted(set(weights) - set(modalities))
-    if unknown:
-        raise ConfigError(
-            f"model option {name!r} names modality {unknown[0]!r}; the dataset has {', '.join(modalities)}"
-        )
-    out = {}
-    for m in modalities:
-        w = weights.get(m, 0.0)
-        if not isinstance(w, (int, float)) or w < 0:
-            raise ConfigError(f"model option {name}.{m} must be a number ≥ 0, got {w!r}")
-        out[m] = float(w)
-    return out
-
-
 @dataclass(frozen=True)
 class ReconOptions(ModelOptions):
     """λ_m of the reconstruction loss (None: 1/M each) and its reduction over a sample's elements."""
@@ -58,12 +39,25 @@ class ReconOptions(ModelOptions):
 
     def check(self, specs: tuple[ModalitySpec, ...]) -> None:
         super().check(specs)
-        check_weights("recon_weights", self.recon_weights, tuple(s.name for s in specs))
+        names = tuple(s.name for s in specs)
+        unknown = sorted(set(self.recon_weights or {}) - set(names))
+        if unknown:
+            raise ConfigError(f"model.recon_weights names modality {unknown[0]!r}; the dataset has {', '.join(names)}")
+        for m, w in (self.recon_weights or {}).items():
+            if w < 0:
+                raise ConfigError(f"model.recon_weights.{m} must be a number ≥ 0, got {w!r}")
         if self.recon_reduction not in RECON_REDUCTIONS:
             raise ConfigError(
                 f"model.recon_reduction {self.recon_reduction!r} unknown; use 'sum' (squared error summed "
                 f"per sample, the thesis) or 'mean' (averaged over elements)"
             )
+
+    def weights(self, names: Sequence[str]) -> dict[str, float]:
+        """λ_m of each of the checked modalities `names`: 1/M each without `recon_weights`, else
+        the given weight (0 for a modality it leaves out)."""
+        if self.recon_weights is None:
+            return {m: 1.0 / len(names) for m in names}
+        return {m: float(self.recon_weights.get(m, 0.0)) for m in names}
 
 
 @dataclass(frozen=True)
@@ -78,32 +72,33 @@ class DenoisingOptions(ReconOptions):
 
     def check(self, specs: tuple[ModalitySpec, ...]) -> None:
         super().check(specs)
-        if not isinstance(self.noise_sigma, (int, float)) or self.noise_sigma < 0:
+        if self.noise_sigma < 0:
             raise ConfigError(f"model.noise_sigma must be ≥ 0 (0 turns denoising off), got {self.noise_sigma}")
         if self.noise_mode not in NOISE_MODES:
             raise ConfigError(f"model.noise_mode {self.noise_mode!r} unknown; use one of {', '.join(NOISE_MODES)}")
-        if not isinstance(self.clean_prob, (int, float)) or not 0 <= self.clean_prob <= 1:
+        if not 0 <= self.clean_prob <= 1:
             raise ConfigError(
                 f"model.clean_prob must be in [0, 1] (the share of training samples left clean), "
                 f"got {self.clean_prob!r}"
             )
-        self.noisy_names(tuple(s.name for s in specs))
+        self._check_noise_modalities(tuple(s.name for s in specs))
 
-    def noisy_names(self, names: Sequence[str]) -> tuple[str, ...]:
-        """The modalities that may get noise, in the dataset's order; refuses unknown or none."""
+    def _check_noise_modalities(self, names: tuple[str, ...]) -> None:
         chosen = self.noise_modalities
-        if chosen is None:
-            return tuple(names)
-        if isinstance(chosen, str) or not isinstance(chosen, (list, tuple)) or not chosen:
+        if chosen is not None and not chosen:
             raise ConfigError(
-                f"model.noise_modalities must be a non-empty list of modalities (or null: all), got {chosen!r}"
+                f"model.noise_modalities must be a non-empty list of modalities (or null: all), got {list(chosen)!r}"
             )
-        unknown = [m for m in chosen if m not in names]
+        unknown = [m for m in chosen or () if m not in names]
         if unknown:
             raise ConfigError(
                 f"model.noise_modalities names modality {unknown[0]!r}; the dataset has {', '.join(names)}"
             )
-        return tuple(n for n in names if n in chosen)
+
+    def noisy_names(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The modalities that may get noise, in the dataset's order."""
+        chosen = self.noise_modalities
+        return tuple(names) if chosen is None else tuple(n for n in names if n in chosen)
 
     def corrupt(
         self,

@@ -5,7 +5,7 @@ unit sphere, trained with the geometric contrastive loss L_GMC. GMCWD adds a sha
 re-projection head ḡ and a joint decoder f̄_{1:M}, feeds the encoders a noisy copy of the
 input and reconstructs the CLEAN input from z_{1:M} (the public rgmc code reconstructed the
 noisy input because it corrupted the batch in place). Its reconstruction and noise options are
-`denoising.py`'s, with the thesis' summed error and a third of the samples left clean by default.
+`denoising.py`'s, with the thesis' summed error and half of the samples left clean by default.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from robustmm.config import OptimConfig
 from robustmm.data.base import ModalitySpec
 from robustmm.errors import ConfigError
 from robustmm.models.base import ModelOptions, RepresentationModel, register_model
-from robustmm.models.denoising import DenoisingOptions, check_weights
+from robustmm.models.denoising import DenoisingOptions
 from robustmm.models.encoders import Decoder, Encoder, JointEncoder, mlp
 from robustmm.models.losses import gmc_contrastive, reconstruction_loss
 from robustmm.models.plan import Plan, two_stage
@@ -94,12 +94,10 @@ CLASSIFIER_INPUTS = ("clean", "noisy")
 
 
 @dataclass(frozen=True)
-class GMCWDOptions(DenoisingOptions, GMCOptions):
+class GMCWDOptions(DenoisingOptions, GMCOptions, defaults={"recon_reduction": "sum", "clean_prob": 0.5}):
     """GMC's options, the reconstruction weights and reduction, the training noise, and what the
     downstream classifier is trained on. Defaults: see `GMCWD`."""
 
-    recon_reduction: str = "sum"
-    clean_prob: float = 0.5
     classifier_input: str = "clean"
 
     def check(self, specs: tuple[ModalitySpec, ...]) -> None:
@@ -151,7 +149,7 @@ class GMCWD(GMC):
     def __init__(self, specs: tuple[ModalitySpec, ...], options: GMCWDOptions) -> None:
         super().__init__(specs, options)
         o = options
-        self.weights = check_weights("recon_weights", o.recon_weights, self.names)
+        self.weights = o.weights(self.names)
         self.reproject = mlp(o.latent_dim, (o.head_hidden, o.head_hidden), o.common_dim, o.activation)
         self.joint_decoder = nn.ModuleDict({s.name: Decoder(s, o.common_dim, o.activation) for s in specs})
 

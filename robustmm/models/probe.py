@@ -43,7 +43,7 @@ class RawOptions:
                 f"model.modalities {list(self.modalities)!r} must name each modality once, from {', '.join(names)};"
                 " [] reads them all"
             )
-        if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.hidden):
+        if not all(w >= 1 for w in self.hidden):
             raise ConfigError(
                 f"model.hidden must be a list of layer widths ≥ 1 ([] for a linear probe, e.g. [128]); "
                 f"got {self.hidden!r}"

@@ -78,7 +78,7 @@ class RGMCOptions(GMCOptions):
             raise ConfigError(f"model.phase_split must be in (0, 1), got {self.phase_split}")
         for key in ("reference_epochs", "reference_classifier_epochs", "odd_hidden"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or value < (1 if key == "odd_hidden" else 0)):
+            if value is not None and value < (1 if key == "odd_hidden" else 0):
                 raise ConfigError(f"model.{key} must be a non-negative integer, got {value!r}")
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from robustmm.config import RunConfig, from_dict, load_yaml, merge, set_path
 from robustmm.errors import ConfigError
 from robustmm.models.base import plan_for
 from robustmm.objectives import Objective, parse_objectives
-from robustmm.registry import did_you_mean
+from robustmm.options import check_keys, did_you_mean, mapping, parse
 
 SECTIONS = (
     "name",
@@ -66,18 +66,57 @@ TEST_NUMBERS = (
     "for test numbers run `robustmm pick DIR --trial N --out picked.yaml`, then `robustmm run --config picked.yaml`"
 )
 PARAM_TYPES = ("float", "int", "categorical")
-PARAM_KEYS = {
-    "float": ("type", "low", "high", "log", "step", "when"),
-    "int": ("type", "low", "high", "log", "step", "when"),
-    "categorical": ("type", "choices", "when"),
-}
 CLASSIFIER_METRICS = ("loss", "train_accuracy")
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{where} must be a finite number, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class RangeSpec:
+    """A float or int parameter as the YAML writes it: {type, low, high, log, step, when}."""
+
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    when: Any = None
+
+    def check(self, path: str) -> None:
+        low, high, step = self.low, self.high, self.step
+        if low is None or high is None:
+            raise ConfigError(f"{path}: a {self.type} parameter needs low and high")
+        if self.type == "int" and not (low.is_integer() and high.is_integer()):
+            raise ConfigError(f"{path}: an int parameter needs integer low and high, got {low:g}, {high:g}")
+        if not low < high:
+            raise ConfigError(f"{path}: the range [{low:g}, {high:g}] is empty; low must be below high")
+        if self.log and low <= 0:
+            raise ConfigError(f"{path}: a log-scaled range needs low > 0, got {low:g}")
+        if step is None:
+            return
+        if step <= 0 or step > high - low:
+            raise ConfigError(f"{path}.step must be in (0, high - low], got {step:g}")
+        if self.log:
+            raise ConfigError(f"{path}: give either log or step, not both")
+        if self.type == "int" and not step.is_integer():
+            raise ConfigError(f"{path}.step of an int parameter must be an integer, got {step:g}")
+
+
+@dataclass(frozen=True)
+class ChoiceSpec:
+    """A categorical parameter as the YAML writes it: {type, choices, when}."""
+
+    type: str
+    choices: Any = None
+    when: Any = None
+
+    def check(self, path: str) -> None:
+        choices = self.choices
+        if not isinstance(choices, (list, tuple)) or not choices:
+            raise ConfigError(f"{path}: choices must be a non-empty list, got {choices!r}")
+        if len({repr(c) for c in choices}) != len(choices):
+            raise ConfigError(f"{path}: choices {choices!r} repeat a value")
+        for c in choices:
+            if not (c is None or isinstance(c, (bool, int, float, str))):
+                raise ConfigError(f"{path}: choice {c!r} must be a number, a string, true/false or null")
 
 
 @dataclass(frozen=True)
@@ -101,50 +140,14 @@ class Param:
                 f"{where} must be a mapping with type one of {', '.join(PARAM_TYPES)}, got {raw!r}; "
                 "e.g. {type: float, low: 0.0, high: 1.0}"
             )
-        kind = raw["type"]
-        unknown = sorted(set(raw) - set(PARAM_KEYS[kind]))
-        if unknown:
-            raise ConfigError(
-                f"{where} has no key {unknown[0]!r}{did_you_mean(unknown[0], PARAM_KEYS[kind])}; "
-                f"a {kind} parameter takes {', '.join(PARAM_KEYS[kind])}"
-            )
-        when = cls._parse_when(where, raw.get("when"))
-        if kind == "categorical":
-            choices = raw.get("choices")
-            if not isinstance(choices, (list, tuple)) or not choices:
-                raise ConfigError(f"{where}: choices must be a non-empty list, got {choices!r}")
-            if len({repr(c) for c in choices}) != len(choices):
-                raise ConfigError(f"{where}: choices {choices!r} repeat a value")
-            for c in choices:
-                if not (c is None or isinstance(c, (bool, int, float, str))):
-                    raise ConfigError(f"{where}: choice {c!r} must be a number, a string, true/false or null")
-            return cls(key, kind, choices=tuple(choices), when=when)
-        if "low" not in raw or "high" not in raw:
-            raise ConfigError(f"{where}: a {kind} parameter needs low and high")
-        low, high = _number(raw["low"], f"{where}.low"), _number(raw["high"], f"{where}.high")
-        if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
-            raise ConfigError(f"{where}: an int parameter needs integer low and high, got {low!r}, {high!r}")
-        if not low < high:
-            raise ConfigError(f"{where}: the range [{low}, {high}] is empty; low must be below high")
-        log = raw.get("log", False)
-        if not isinstance(log, bool):
-            raise ConfigError(f"{where}.log must be true or false, got {log!r}")
-        if log and low <= 0:
-            raise ConfigError(f"{where}: a log-scaled range needs low > 0, got {low}")
-        step = raw.get("step")
-        if step is not None:
-            step = _number(step, f"{where}.step")
-            if step <= 0 or step > high - low:
-                raise ConfigError(f"{where}.step must be in (0, high - low], got {step}")
-            if log:
-                raise ConfigError(f"{where}: give either log or step, not both")
-            if kind == "int" and not float(step).is_integer():
-                raise ConfigError(f"{where}.step of an int parameter must be an integer, got {step}")
-        if kind == "int":
-            low, high, step = int(low), int(high), None if step is None else int(step)
-        else:  # a float range written with whole-number ends still samples floats
-            low, high = float(low), float(high)
-        return cls(key, kind, low=low, high=high, log=log, step=step, when=when)
+        if raw["type"] == "categorical":
+            c = parse(ChoiceSpec, raw, where)
+            return cls(key, c.type, choices=tuple(c.choices), when=cls._parse_when(where, c.when))
+        r = parse(RangeSpec, raw, where)
+        low, high, step = r.low, r.high, r.step  # floats, also where a float range has whole-number ends
+        if r.type == "int":
+            low, high, step = int(low), int(high), None if step is None else int(step)  # type: ignore[arg-type]
+        return cls(key, r.type, low=low, high=high, log=r.log, step=step, when=cls._parse_when(where, r.when))
 
     @staticmethod
     def _parse_when(where: str, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -180,6 +183,11 @@ class Param:
         return list(self.choices) if self.type == "categorical" else [self.low, self.high]
 
 
+def _at_least(where: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{where} must be an integer ≥ {low}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class EarlyStopping:
     """ASHA on one per-epoch metric; trials it stops never enter the Pareto front."""
@@ -188,6 +196,73 @@ class EarlyStopping:
     mode: str = "min"
     grace_period: int = 1
     reduction_factor: int = 3
+
+    def check(self, path: str) -> None:
+        if self.mode not in ("min", "max"):
+            raise ConfigError(f"{path}.mode must be min or max, got {self.mode!r}")
+        _at_least(f"{path}.grace_period", self.grace_period, 1)
+        _at_least(f"{path}.reduction_factor", self.reduction_factor, 2)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """The sampler section's own keys; the others are the Optuna sampler's options."""
+
+    name: str = "tpe"
+    seed: int = 0
+
+    def check(self, path: str) -> None:
+        if self.name not in SAMPLERS:
+            raise ConfigError(
+                f"sampler {self.name!r} unknown{did_you_mean(self.name, SAMPLERS)}; use one of {', '.join(SAMPLERS)}"
+            )
+        _at_least(f"{path}.seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class Budget:
+    num_samples: int = 16
+    max_concurrent: int = 2
+    time_budget_s: float | None = None
+
+    def check(self, path: str) -> None:
+        _at_least(f"{path}.num_samples", self.num_samples, 1)
+        _at_least(f"{path}.max_concurrent", self.max_concurrent, 1)
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"{path}.time_budget_s must be > 0 or null, got {self.time_budget_s:g}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per trial; fractional GPUs pack trials onto one GPU."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    def check(self, path: str) -> None:
+        cpu, gpu = self.cpu, self.gpu
+        if cpu <= 0 or gpu < 0 or (gpu > 1 and not gpu.is_integer()):
+            raise ConfigError(
+                f"{path}: cpu must be > 0 and gpu ≥ 0 (a fraction ≤ 1 or whole GPUs), got {cpu:g}, {gpu:g}"
+            )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    every: int = 2
+    keep: int = 2
+
+    def check(self, path: str) -> None:
+        _at_least(f"{path}.every", self.every, 1)
+        _at_least(f"{path}.keep", self.keep, 1)
+
+
+@dataclass(frozen=True)
+class Failure:
+    max_failures: int = 2
+
+    def check(self, path: str) -> None:
+        _at_least(f"{path}.max_failures", self.max_failures, 0)
 
 
 @dataclass(frozen=True)
@@ -277,36 +352,12 @@ class SweepSpec:
         return yaml.safe_dump(dict(self.raw), sort_keys=False)
 
 
-def _mapping(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
-    value = raw.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"sweep section {key!r} must be a mapping, got {value!r}")
-    return dict(value)
+def _section(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return mapping(raw.get(key), f"sweep section {key!r}")
 
 
-def _keys(section: str, values: Mapping[str, Any], known: Sequence[str]) -> None:
-    for k in values:
-        if k not in known:
-            raise ConfigError(f"{section} has no key {k!r}{did_you_mean(k, known)}; its keys: {', '.join(known)}")
-
-
-def _int(value: Any, where: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{where} must be an integer ≥ {low}, got {value!r}")
-    return value
-
-
-def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
-    """A sweep mapping (the YAML layout) -> SweepSpec, or a ConfigError naming the bad part."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"a sweep must be a mapping of sections ({', '.join(SECTIONS)}), got {raw!r}")
-    _keys("the sweep", raw, SECTIONS)
-    raw = dict(raw)
-    name = raw.get("name")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
-        raise ConfigError(f"sweep name {name!r} must be a non-empty word of letters, digits, _ - .")
-    run = on_validation(_mapping(raw, "run"))
-    space = _mapping(raw, "space")
+def _params(space: Mapping[str, Any]) -> tuple[Param, ...]:
+    """The space's parameters, each `when:` naming only parameters listed before it."""
     if not space:
         raise ConfigError("the sweep's space is empty; name at least one config key to search")
     if "eval.split" in space:
@@ -318,70 +369,61 @@ def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
             if k not in seen:
                 raise ConfigError(f"space.{p.key}.when names {k!r}, which is not a parameter listed before it")
         seen.add(p.key)
+    return params
+
+
+def _sampler(raw: Mapping[str, Any]) -> tuple[Sampler, dict[str, Any]]:
+    """The sampler (a name, or {name, seed, **Optuna options}) and its Optuna options."""
+    value = raw.get("sampler")
+    section = {"name": value} if isinstance(value, str) else _section(raw, "sampler")
+    own = {k: v for k, v in section.items() if k in ("name", "seed")}
+    return parse(Sampler, own, "sampler"), {k: v for k, v in section.items() if k not in own}
+
+
+def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
+    """A sweep mapping (the YAML layout) -> SweepSpec, or a ConfigError naming the bad part."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"a sweep must be a mapping of sections ({', '.join(SECTIONS)}), got {raw!r}")
+    check_keys(raw, SECTIONS, "the sweep")
+    raw = dict(raw)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
+        raise ConfigError(f"sweep name {name!r} must be a non-empty word of letters, digits, _ - .")
+    run = on_validation(_section(raw, "run"))
+    params = _params(_section(raw, "space"))
     objectives = tuple(parse_objectives(raw.get("objectives") or []))
     if len(objectives) < 2:
         raise ConfigError(
             f"a sweep needs 2 or more objectives to trade off, got {len(objectives)}; "
             "e.g. [clean_accuracy, {name: worst_modality_auc, attack: pgd}]"
         )
-    sampler = _mapping(raw, "sampler") if not isinstance(raw.get("sampler"), str) else {"name": raw["sampler"]}
-    sname = sampler.pop("name", "tpe")
-    if sname not in SAMPLERS:
-        hint = did_you_mean(str(sname), SAMPLERS)
-        raise ConfigError(f"sampler {sname!r} unknown{hint}; use one of {', '.join(SAMPLERS)}")
-    sseed = _int(sampler.pop("seed", 0), "sampler.seed", 0)
-    budget = _mapping(raw, "budget")
-    _keys("budget", budget, ("num_samples", "max_concurrent", "time_budget_s"))
-    resources = _mapping(raw, "resources")
-    _keys("resources", resources, ("cpu", "gpu"))
-    cpu = _number(resources.get("cpu", 1), "resources.cpu")
-    gpu = _number(resources.get("gpu", 0), "resources.gpu")
-    if cpu <= 0 or gpu < 0 or (gpu > 1 and not float(gpu).is_integer()):
-        raise ConfigError(f"resources: cpu must be > 0 and gpu ≥ 0 (a fraction ≤ 1 or whole GPUs), got {cpu}, {gpu}")
-    ckpt = _mapping(raw, "checkpoint")
-    _keys("checkpoint", ckpt, ("every", "keep"))
-    failure = _mapping(raw, "failure")
-    _keys("failure", failure, ("max_failures",))
+    sampler, sampler_options = _sampler(raw)
+    budget = parse(Budget, _section(raw, "budget"), "budget")
+    resources = parse(Resources, _section(raw, "resources"), "resources")
+    ckpt = parse(Checkpoint, _section(raw, "checkpoint"), "checkpoint")
+    failure = parse(Failure, _section(raw, "failure"), "failure")
     es = raw.get("early_stopping")
-    early = None
-    if es is not None:
-        if not isinstance(es, Mapping):
-            raise ConfigError(f"early_stopping must be a mapping or null, got {es!r}")
-        _keys("early_stopping", es, ("metric", "mode", "grace_period", "reduction_factor"))
-        if not isinstance(es.get("metric"), str):
-            raise ConfigError("early_stopping.metric is required, e.g. representation/loss")
-        if es.get("mode", "min") not in ("min", "max"):
-            raise ConfigError(f"early_stopping.mode must be min or max, got {es.get('mode')!r}")
-        early = EarlyStopping(
-            es["metric"],
-            es.get("mode", "min"),
-            _int(es.get("grace_period", 1), "early_stopping.grace_period", 1),
-            _int(es.get("reduction_factor", 3), "early_stopping.reduction_factor", 2),
-        )
-    time_budget = budget.get("time_budget_s")
-    if time_budget is not None and _number(time_budget, "budget.time_budget_s") <= 0:
-        raise ConfigError(f"budget.time_budget_s must be > 0 or null, got {time_budget}")
     spec = SweepSpec(
         name=name,
         run=run,
         params=params,
         objectives=objectives,
         description=str(raw.get("description") or ""),
-        sampler=sname,
-        sampler_seed=sseed,
-        sampler_options=sampler,
-        num_samples=_int(budget.get("num_samples", 16), "budget.num_samples", 1),
-        max_concurrent=_int(budget.get("max_concurrent", 2), "budget.max_concurrent", 1),
-        time_budget_s=time_budget,
-        cpu=cpu,
-        gpu=gpu,
-        early_stopping=early,
-        checkpoint_every=_int(ckpt.get("every", 2), "checkpoint.every", 1),
-        checkpoint_keep=_int(ckpt.get("keep", 2), "checkpoint.keep", 1),
-        max_failures=_int(failure.get("max_failures", 2), "failure.max_failures", 0),
+        sampler=sampler.name,
+        sampler_seed=sampler.seed,
+        sampler_options=sampler_options,
+        num_samples=budget.num_samples,
+        max_concurrent=budget.max_concurrent,
+        time_budget_s=budget.time_budget_s,
+        cpu=resources.cpu,
+        gpu=resources.gpu,
+        early_stopping=None if es is None else parse(EarlyStopping, es, "early_stopping"),
+        checkpoint_every=ckpt.every,
+        checkpoint_keep=ckpt.keep,
+        max_failures=failure.max_failures,
         raw={k: v for k, v in raw.items() if k != "smoke"},
     )
-    if sname == "grid":
+    if sampler.name == "grid":
         spec.grid()  # every parameter must have grid values
     corner_configs(spec)
     return spec
@@ -415,10 +457,10 @@ def corner_configs(spec: SweepSpec) -> list[RunConfig]:
 
 def apply_smoke(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The sweep with its `smoke:` overrides applied (a quick version of the same sweep)."""
-    overrides = _mapping(raw, "smoke")
+    overrides = _section(raw, "smoke")
     if not overrides:
         raise ConfigError("--smoke asked for, but the sweep has no smoke: section")
-    _keys("smoke", overrides, [s for s in SECTIONS if s not in ("smoke", "name")])
+    check_keys(overrides, [s for s in SECTIONS if s not in ("smoke", "name")], "smoke")
     return merge(dict(raw), overrides)
 
 

@@ -193,7 +193,7 @@ def test_modality_subset_and_order(root: Path) -> None:
         ({"modalities": ["mnist", "audio"]}, "no modality 'audio'"),
         ({"modalities": []}, "non-empty"),
         ({"dm": 0}, "dm must be a positive integer"),
-        ({"max_d": 1.5}, "max_d must be a positive integer"),
+        ({"max_d": 1.5}, "max_d must be an integer, got 1.5"),
         ({"data_seed": -1}, "data_seed"),
         ({"pairs": 3}, "has no option 'pairs'"),
     ],

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from robustmm.data import DATASETS, load_dataset, synth_mhd
+from robustmm.data.base import dataset_options
 from robustmm.data.mhd import TEST_FILE, TRAIN_FILE
 from robustmm.errors import ConfigError, DataError
 
@@ -121,6 +122,14 @@ def test_cache_dir_is_keyed_and_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(synth_mhd, "generate", boom)
     again = load_dataset("synth-mhd", options=opts)
     assert torch.equal(first.train.inputs["image"], again.train.inputs["image"])
+
+
+def test_cache_key_of_options_as_yaml_writes_them():
+    # ints for the float options (YAML, --set) key the same files as the floats they stand for
+    o = dataset_options("synth-mhd", {"n_train": 40, "difficulty": 1, "image_noise": 2})
+    key = synth_mhd.cache_key(o.n_train, o.n_test, o.data_seed, o.difficulty, **o.knobs())
+    assert key == f"v{synth_mhd.FORMAT_VERSION}-train40-test2000-seed0-diff1-image_noise2"
+    assert key == synth_mhd.cache_key(40, 2000, 0, 1.0, image_noise=2.0)
 
 
 def test_concurrent_generation_of_one_key(tmp_path, monkeypatch):

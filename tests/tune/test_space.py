@@ -161,7 +161,7 @@ def test_unknown_param_key_did_you_mean():
 
 
 def test_categorical_rejects_range_keys():
-    with pytest.raises(ConfigError, match="space.model.tau has no key 'low'; a categorical parameter takes"):
+    with pytest.raises(ConfigError, match="space.model.tau has no key 'low'; its keys: choices, type, when"):
         parse_sweep(tiny_sweep(space={"model.tau": {"type": "categorical", "choices": [0.1], "low": 0}}))
 
 
@@ -243,7 +243,7 @@ def test_space_key_in_unknown_section():
 
 def test_space_key_with_wrong_type_for_config():
     # corner configs are built at parse time: a float range on an int key fails at its ends
-    with pytest.raises(ConfigError, match="train.batch_size must be a int, got 32.5"):
+    with pytest.raises(ConfigError, match="train.batch_size must be an integer, got 32.5"):
         parse_sweep(tiny_sweep(space={"train.batch_size": {"type": "float", "low": 32.5, "high": 64.5}}))
 
 
@@ -310,7 +310,7 @@ def test_sampler_as_a_string():
 
 @pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
 def test_bad_sampler_seed(seed):
-    with pytest.raises(ConfigError, match="sampler.seed must be an integer ≥ 0"):
+    with pytest.raises(ConfigError, match="sampler.seed must be an integer"):
         parse_sweep(tiny_sweep(sampler={"name": "tpe", "seed": seed}))
 
 
@@ -338,8 +338,8 @@ def test_grid_sampler_refuses_conditional_params():
     "budget, match",
     [
         ({"num_samples": 0}, "budget.num_samples must be an integer ≥ 1, got 0"),
-        ({"num_samples": 2.5}, "budget.num_samples must be an integer ≥ 1, got 2.5"),
-        ({"num_samples": "4"}, "budget.num_samples must be an integer ≥ 1"),
+        ({"num_samples": 2.5}, "budget.num_samples must be an integer, got 2.5"),
+        ({"num_samples": "4"}, "budget.num_samples must be an integer, got '4'"),
         ({"max_concurrent": 0}, "budget.max_concurrent must be an integer ≥ 1, got 0"),
         ({"time_budget_s": 0}, "budget.time_budget_s must be > 0 or null"),
         ({"time_budget_s": -5.0}, "budget.time_budget_s must be > 0 or null"),
@@ -403,7 +403,8 @@ def test_check_sweep_accepts_the_tiny_sweep():
 
 def test_check_sweep_unknown_model_option():
     spec = parse_sweep(tiny_sweep(space={"model.tauu": TAU}))  # model options are only known with the data
-    with pytest.raises(ConfigError, match="model 'gmc' has no option 'tauu'; its options: .*tau"):
+    unknown = r"model 'gmc' has no option 'tauu' \(did you mean 'tau'\?\); its options: .*tau"
+    with pytest.raises(ConfigError, match=unknown):
         check_sweep(spec)
 
 
@@ -431,7 +432,7 @@ def test_check_sweep_early_stopping_metric_not_reported():
 
 def test_float_range_with_integer_ends_samples_floats_and_an_int_key_is_refused():
     assert parse_sweep(tiny_sweep(space={"model.tau": {"type": "float", "low": 0, "high": 1}})).params[0].low == 0.0
-    with pytest.raises(ConfigError, match="train.epochs must be a int"):
+    with pytest.raises(ConfigError, match="train.epochs must be an integer"):
         parse_sweep(tiny_sweep(space={"train.epochs": {"type": "float", "low": 1, "high": 5}}))
 
 
