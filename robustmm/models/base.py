@@ -1,7 +1,9 @@
 """The model contract and the model registry.
 
 A representation model trains without labels through `loss(batch)` and, frozen, maps inputs
-(any non-empty subset of its modalities) to a latent through `encode(inputs, present)`.
+(any non-empty subset of its modalities) to a latent through `encode(inputs, present)`; how it
+is trained — its stages, phases, rates, adversarial examples, a reference pipeline — is its
+`plan` (robustmm/models/plan.py), which one runner executes for every model.
 Options are a dataclass per model: unknown keys are an error, unset keys take the defaults.
 
 A model with `own_head = True` (the CRMT family) is supervised: its `loss` uses the batch's

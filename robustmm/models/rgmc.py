@@ -2,10 +2,10 @@
 
 During training each sample gets one of M+1 labels: the modality that is perturbed, or "none"
 (probability `clean_prob`). The chosen modality is replaced by its FGSM example (ε = `fgsm_eps`),
-computed either against a frozen, already trained GMC + classifier (`perturb_against: frozen`,
-the reference pipeline the training loop trains first; the cross-entropy of its classifier on
-the true label) or against the current model (`current`: the step that most increases the
-current L_GMC, which needs no labels). The odd-one-out network o reads the per-modality latents
+computed with the registered `fgsm` attack either against a frozen, already trained GMC +
+classifier (`perturb_against: frozen`, the reference pipeline the plan trains first; the
+cross-entropy of its classifier on the true label) or against the current model (`current`: the
+step that most increases the current L_GMC, which needs no labels). The odd-one-out network o reads the per-modality latents
 of that batch and is trained with cross-entropy on its LOGITS (the public rgmc code applied
 BCE-with-logits to softmax outputs). Loss: L_GMC(clean batch) + λ_o · CE(o(z̃), label).
 

@@ -10,6 +10,7 @@ fault, not a crash: it reports `trial_status: failed` with the reason and ends.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -71,6 +72,7 @@ class _TrialReporter(Reporter):
 def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     """Run one trial; `spec` reaches the workers once, through tune.with_parameters."""
     cfg = spec.run_config({k: v for k, v in config.items() if k != NUMBER_KEY})
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, split=SWEEP_SPLIT))  # never test
     data = node_dataset(cfg.dataset, cfg.data_dir, json.dumps(dict(cfg.dataset_options), sort_keys=True))
     prep = prepare(cfg, dataset=data)
     checkpoint = tune.get_checkpoint()
@@ -97,7 +99,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
         timing["train_seconds"] += info["train_seconds"]
         timing["eval_seconds"] += info["eval_seconds"]
     final = {**compute_objectives(spec.objectives, pd.DataFrame(rows)), **certificate_metrics(rows), **timing}
-    final.update(trial_status="complete", device=str(prep.device), split=SWEEP_SPLIT)
+    final.update(trial_status="complete", device=str(prep.device), split=cfg.eval.split)
     _report(final, {"seed_index": len(cfg.seeds), "rows": rows, "loop": None, "timing": timing, "done": True}, rows)
 
 
