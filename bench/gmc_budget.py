@@ -80,7 +80,8 @@ def markdown(df: pd.DataFrame) -> str:
     """A plain markdown table of a frame (index included)."""
     flat = df.reset_index()
     lines = ["| " + " | ".join(map(str, flat.columns)) + " |", "|" + " --- |" * len(flat.columns)]
-    lines += ["| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row) + " |" for row in flat.values]
+    cell = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in flat.values]
     return "\n".join(lines)
 
 

@@ -24,8 +24,9 @@ def _quiet() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes") or not sys.stderr.isatty()
 
 
-class ConsoleHooks:
-    """Progress on stderr: tqdm bars in a terminal, one line per epoch / attack group otherwise."""
+class ConsoleReporter:
+    """The run loop's reporter (robustmm.train.Reporter, and a report's `on_run`) for a console:
+    progress on stderr, tqdm bars in a terminal, one line per epoch / attack group otherwise."""
 
     def __init__(self) -> None:
         self.bar: Any = None
@@ -159,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
-    hooks = ConsoleHooks()
+    hooks = ConsoleReporter()
     hooks.say(f"loading {cfg.dataset} and checking the config")
     prep = experiment.prepare(cfg)
     hooks.say(
@@ -179,7 +180,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     raw, flags = _file_and_flags(args)
     plan = R.plan_report(C.merge(raw, flags), args.models, args.set or [], args.out, args.command_line)
-    hooks = ConsoleHooks()
+    hooks = ConsoleReporter()
     for note in plan.notes:
         hooks.say(note)
     first = plan.runs[0].config

@@ -72,7 +72,7 @@ DEFAULTS: dict[str, Any] = {"seeds": "0-9", "eval": {"grid": "thesis"}}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
-class ReportHooks(Reporter):
+class ReportReporter(Reporter):
     """The run loop's `Reporter` plus what a report adds: which (model, seed) comes next and whether it trains."""
 
     def on_run(self, index: int, total: int, model: str, seed: int, status: str) -> None: ...
@@ -283,10 +283,10 @@ def add_baselines(plan: ReportPlan, preps: Sequence[Prepared]) -> tuple[ReportPl
 
 
 def run_report(
-    plan: ReportPlan, preps: Sequence[Prepared], hooks: ReportHooks | None = None
+    plan: ReportPlan, preps: Sequence[Prepared], hooks: ReportReporter | None = None
 ) -> tuple[pd.DataFrame, int, int]:
     """Train and evaluate each (model, seed) not yet in the cache; returns all rows, #trained, #reused."""
-    hooks = hooks or ReportHooks()
+    hooks = hooks or ReportReporter()
     frames, trained, reused = [], 0, 0
     for i, (run, prep) in enumerate(zip(plan.runs, preps, strict=True), start=1):
         folder = plan.run_dir(run)
@@ -487,7 +487,7 @@ def report(
     models: str | Sequence[str] = "all",
     sets: Sequence[str] = (),
     out: str | Path = "runs/report",
-    hooks: ReportHooks | None = None,
+    hooks: ReportReporter | None = None,
     command: str = "",
     baselines: bool = True,
 ) -> ReportFiles:
@@ -505,7 +505,7 @@ __all__ = [
     "DEFAULTS",
     "ModelRun",
     "ReportFiles",
-    "ReportHooks",
+    "ReportReporter",
     "ReportPlan",
     "add_baselines",
     "baseline_options",

@@ -5,9 +5,9 @@ During training each sample gets one of M+1 labels: the modality that is perturb
 computed with the registered `fgsm` attack either against a frozen, already trained GMC +
 classifier (`perturb_against: frozen`, the reference pipeline the plan trains first; the
 cross-entropy of its classifier on the true label) or against the current model (`current`: the
-step that most increases the current L_GMC, which needs no labels). The odd-one-out network o reads the per-modality latents
-of that batch and is trained with cross-entropy on its LOGITS (the public rgmc code applied
-BCE-with-logits to softmax outputs). Loss: L_GMC(clean batch) + λ_o · CE(o(z̃), label).
+step that most increases the current L_GMC, which needs no labels). The odd-one-out network o
+reads the per-modality latents of that batch and is trained with cross-entropy on its LOGITS
+(the public rgmc code applied BCE-with-logits to softmax outputs). Loss: L_GMC(clean batch) + λ_o · CE(o(z̃), label).
 
 Fusion, with p = softmax(o(z)) of shape N×(M+1) and p_{M+1} the "none" column:
 z_out = z_{1:M} · p_{M+1} + Σ_m z_m · Σ_{j≤M, j≠m} p_j, each weight an (N, 1) column broadcast
