@@ -104,3 +104,16 @@ def test_own_head_models_plan_no_classifier(name):
     plan = plan_for(name, {}, OptimConfig(epochs=1), OptimConfig(epochs=1))
     assert plan.own_head == cls.own_head
     assert all(isinstance(s, (ModelStage, ClassifierStage)) for s in plan.stages)
+
+
+@pytest.mark.parametrize(
+    "options, epochs, phases",
+    [
+        ({"rounds": 2, "step2_epochs": 1}, 2, [("step1", 2), ("step2", 1), ("step1", 2), ("step2", 1)]),
+        ({"rounds": 2, "step2_epochs": 0}, 2, [("step1", 4)]),  # no step 2: nothing switches between rounds
+        ({"rounds": 3, "step2_epochs": 2}, 0, [("step2", 6)]),
+    ],
+)
+def test_crmt_rounds_switch_only_where_the_step_changes(options, epochs, phases):
+    stage = plan_for("crmt-jt", {"latent_dim": 12, **options}, OptimConfig(epochs=epochs), OptimConfig()).stages[0]
+    assert [(p.name, p.epochs) for p in stage.phases] == phases

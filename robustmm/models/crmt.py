@@ -45,7 +45,6 @@ leaf, so nothing accumulates from one class (or modality) to the next.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -59,7 +58,7 @@ from robustmm.data.base import ModalitySpec, Split
 from robustmm.errors import ConfigError
 from robustmm.models.base import ModelOptions, RepresentationModel, register_model
 from robustmm.models.encoders import Encoder
-from robustmm.models.plan import Craft, ModelStage, Phase, Plan, Rate
+from robustmm.models.plan import Craft, ModelStage, Phase, Plan, Rate, join_phases
 
 ENCODERS = ("net", "linear")
 
@@ -347,8 +346,6 @@ class CRMT(OrthogonalJointTraining):
         assert isinstance(options, CRMTOptions)
         o = options
         step1 = Phase("step1", train.epochs, settings={"step": 1}, reset=("a",), craft=cls.step1_craft(o))
-        if o.step2_epochs == 0:  # step 1 throughout: one phase, nothing switches between rounds
-            return (dataclasses.replace(step1, epochs=o.rounds * train.epochs),)
         step2 = Phase(
             "step2",
             o.step2_epochs,
@@ -357,7 +354,7 @@ class CRMT(OrthogonalJointTraining):
             reset=("a",),
             begin="estimate_lipschitz",
         )
-        return (step1, step2) * o.rounds
+        return join_phases((step1, step2) * o.rounds)  # a step of no epochs never switches
 
     @classmethod
     def plan(cls, options: ModelOptions, train: OptimConfig, classifier: OptimConfig) -> Plan:

@@ -37,7 +37,8 @@ Lifecycle — what the runner does with a plan, in this order (compare Optuna's 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,6 +176,20 @@ class Plan:
     def total_epochs(self) -> int:
         """Every epoch report one run of the plan makes."""
         return sum(e for _, e in self.totals())
+
+
+def join_phases(phases: Sequence[Phase]) -> tuple[Phase, ...]:
+    """The phases without empty ones, neighbours of the same name joined into one: a schedule
+    that repeats (CRMT's rounds) switches only where the phase really changes."""
+    out: list[Phase] = []
+    for phase in phases:
+        if phase.epochs == 0:
+            continue
+        if out and out[-1].name == phase.name:
+            out[-1] = dataclasses.replace(out[-1], epochs=out[-1].epochs + phase.epochs)
+        else:
+            out.append(phase)
+    return tuple(out)
 
 
 def two_stage(train: OptimConfig, classifier: OptimConfig, phase: Phase | None = None, **classifier_stage: Any) -> Plan:
