@@ -15,7 +15,7 @@ from robustmm.data.base import ModalitySpec, MultimodalDataset, Split
 from robustmm.models import MODELS, build_model
 from robustmm.models.base import plan_for
 from robustmm.models.plan import ClassifierStage, ModelStage
-from robustmm.train import Reporter, seed_everything, train_pipeline
+from robustmm.train import Checkpointing, LoopState, Reporter, seed_everything, train_pipeline
 
 TINY = {
     "latent_dim": 12,
@@ -117,3 +117,44 @@ def test_own_head_models_plan_no_classifier(name):
 def test_crmt_rounds_switch_only_where_the_step_changes(options, epochs, phases):
     stage = plan_for("crmt-jt", {"latent_dim": 12, **options}, OptimConfig(epochs=epochs), OptimConfig()).stages[0]
     assert [(p.name, p.epochs) for p in stage.phases] == phases
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_resumes_from_its_checkpoints_bit_for_bit(name, small):
+    """From a state taken after each epoch but the last, a resumed run ends exactly like the run
+    that never stopped: weights, classifier and every stage's history."""
+    import io
+
+    options = corners(name)[0]
+
+    def train(resume=None, saved=None):
+        seed_everything(0)
+        model = build_model(name, small.modalities, options, num_classes=small.num_classes)
+
+        def keep(state):
+            if saved is not None:
+                buf = io.BytesIO()
+                torch.save(state.to_dict(), buf)  # through a file's round trip, as a checkpoint goes
+                buf.seek(0)
+                saved.append(LoopState.from_dict(torch.load(buf, weights_only=True)))
+
+        ckpt = Checkpointing(every=1, save=keep, resume=resume)
+        return train_pipeline(model, small, TRAIN, CLASSIFIER, seed=0, checkpointing=ckpt)
+
+    saved: list[LoopState] = []
+    whole = train(saved=saved)
+    plan = plan_for(name, options, TRAIN, CLASSIFIER)
+    own = sum(e for s, e in plan.totals() if not s.startswith("reference"))
+    assert len(saved) == own, "one state per epoch of the model's own stages"
+    strip = lambda hs: [{k: v for k, v in h.items() if k != "epoch_seconds"} for h in hs]  # noqa: E731
+    for state in saved[:-1]:
+        torch.manual_seed(1234)  # the resumed process starts from other random states
+        resumed = train(resume=state)
+        for a, b in zip(_params(whole), _params(resumed), strict=True):
+            assert torch.equal(a, b), (state.stage, state.epoch)
+        for stage in whole.history:
+            assert strip(whole.history[stage]) == strip(resumed.history[stage]), (state.stage, state.epoch)
+
+
+def _params(pipe) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in (*pipe.model.parameters(), *pipe.classifier.parameters())]
