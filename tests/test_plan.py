@@ -58,9 +58,11 @@ class Recorder(Reporter):
         self.epochs: list[tuple[str, int]] = []
 
     def on_stage(self, seed: int, stage: str, total: int) -> None:
+        assert seed == 0, "every report carries the run's seed, the reference's stages too"
         self.stages.append((stage, total))
 
     def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
+        assert seed == 0, "every report carries the run's seed, the reference's stages too"
         self.epochs.append((stage, epoch))
 
 

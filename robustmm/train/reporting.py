@@ -42,16 +42,17 @@ class Callbacks(Reporter):
 
 
 class Renamed(Reporter):
-    """A reference pipeline's reports, under the reference's stage names."""
+    """A reference pipeline's reports, under the reference's stage names and the run's `seed`
+    (the reference trains from a seed of its own)."""
 
-    def __init__(self, inner: Reporter) -> None:
-        self.inner = inner
+    def __init__(self, inner: Reporter, seed: int) -> None:
+        self.inner, self.seed = inner, seed
 
     def on_stage(self, seed: int, stage: str, total: int) -> None:
-        self.inner.on_stage(seed, REFERENCE_STAGE_NAMES.get(stage, stage), total)
+        self.inner.on_stage(self.seed, REFERENCE_STAGE_NAMES.get(stage, stage), total)
 
     def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None) -> None:
-        self.inner.on_epoch(seed, REFERENCE_STAGE_NAMES.get(stage, stage), epoch, metrics, None)
+        self.inner.on_epoch(self.seed, REFERENCE_STAGE_NAMES.get(stage, stage), epoch, metrics, None)
 
 
 class Saving(Reporter):

@@ -109,7 +109,7 @@ def reference_pipeline(
             chain.load_state_dict(resume.reference)
         else:
             log.info("training the reference %s for %s", reference.model, type(model).__name__)
-            pipe = run_plan(reference.plan, ref_model, dataset, seed=ref_seed, reporter=Renamed(reporter))
+            pipe = run_plan(reference.plan, ref_model, dataset, seed=ref_seed, reporter=Renamed(reporter, seed))
             chain = Chain(pipe.model, pipe.classifier)
     freeze(chain)
     return chain.eval()
