@@ -20,7 +20,8 @@ from ray import tune
 from robustmm.objectives import Objective
 from robustmm.tracking import Tracker
 from robustmm.tune.space import SWEEP_SPLIT
-from robustmm.tune.trainable import NUMBER_KEY, read_rows
+from robustmm.tune.trainable import NUMBER_KEY
+from robustmm.tune.trial_checkpoint import read_rows
 
 log = logging.getLogger(__name__)
 

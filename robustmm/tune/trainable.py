@@ -15,11 +15,9 @@ import functools
 import json
 import logging
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from ray import tune
 
 from robustmm.data import load_dataset
@@ -28,12 +26,11 @@ from robustmm.errors import TrainingError
 from robustmm.experiment import prepare, run_seed
 from robustmm.objectives import certificate_metrics, compute_objectives
 from robustmm.train import Checkpointing, LoopState, Reporter
+from robustmm.tune import trial_checkpoint
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"
-ROWS_FILE = "rows.parquet"
 NUMBER_KEY = "trial_number"  # the Optuna trial number, added to each trial's config by the searcher
 
 
@@ -45,13 +42,12 @@ def node_dataset(name: str, data_dir: str | None, options_json: str) -> Multimod
 
 
 def _report(metrics: dict[str, Any], payload: dict[str, Any] | None = None, rows: list | None = None) -> None:
+    """tune.report(metrics), with a checkpoint of `payload` (and `rows`) when given."""
     if payload is None:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save(payload, Path(d) / STATE_FILE)
-        if rows is not None:
-            pd.DataFrame(rows).to_parquet(Path(d) / ROWS_FILE, index=False)
+        trial_checkpoint.write(d, payload, rows)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
@@ -62,11 +58,11 @@ class _TrialReporter(Reporter):
         self.index, self.rows, self.timing = index, rows, timing
 
     def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None) -> None:
-        report = {f"{stage}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-        report.update(stage=stage, epoch=epoch, seed=seed, trial_status="running")
+        out = {f"{stage}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        out.update(stage=stage, epoch=epoch, seed=seed, trial_status="running")
         loop = state.to_dict() if state is not None else None
         payload = {"seed_index": self.index, "rows": self.rows, "loop": loop, "timing": self.timing, "done": False}
-        _report(report, payload if state is not None else None)
+        _report(out, payload if state is not None else None)
 
 
 def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
@@ -75,11 +71,7 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, split=SWEEP_SPLIT))  # never test
     data = node_dataset(cfg.dataset, cfg.data_dir, json.dumps(dict(cfg.dataset_options), sort_keys=True))
     prep = prepare(cfg, dataset=data)
-    checkpoint = tune.get_checkpoint()
-    state = None
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / STATE_FILE, weights_only=True)
+    state = trial_checkpoint.load(tune.get_checkpoint())
     if state and state.get("done"):
         return  # the final report was already made and checkpointed before the retry
     rows: list[dict[str, Any]] = list(state["rows"]) if state else []
@@ -101,10 +93,3 @@ def train_trial(config: dict[str, Any], spec: SweepSpec) -> None:
     final = {**compute_objectives(spec.objectives, pd.DataFrame(rows)), **certificate_metrics(rows), **timing}
     final.update(trial_status="complete", device=str(prep.device), split=cfg.eval.split)
     _report(final, {"seed_index": len(cfg.seeds), "rows": rows, "loop": None, "timing": timing, "done": True}, rows)
-
-
-def read_rows(checkpoint: tune.Checkpoint) -> pd.DataFrame | None:
-    """The grid rows a finished trial left in its final checkpoint (None if it has none)."""
-    with checkpoint.as_directory() as d:
-        path = Path(d) / ROWS_FILE
-        return pd.read_parquet(path) if path.is_file() else None
