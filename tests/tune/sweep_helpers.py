@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,28 @@ def tiny_sweep(**changes: Any) -> dict[str, Any]:
 def write_space(path: Path, raw: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+# the smoke GMCWD sweep, shrunk further so that a trial takes seconds (4 trials, one at a time)
+SMOKE_SHRINK = [
+    "--smoke",
+    "--num-samples=4",
+    "--max-concurrent=1",
+    "--epochs=2",
+    "--set=classifier.epochs=1",
+    "--set=dataset.n_train=400",
+    "--set=dataset.n_test=100",
+    "--set=eval.grid=[{attack: pgd, targets: each, eps: [0.1, 0.2], alpha: 0.05, steps: 2}]",
+]
+
+
+def sweep_env() -> dict[str, str]:
+    """The environment of a sweep driver started by a test: no input, no cluster to join."""
+    env = dict(os.environ, CI="true", PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def sweep_command(out: Path, *extra: str) -> list[str]:
+    """The shrunk smoke sweep into `out`, as a command line."""
+    return [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SMOKE_SHRINK, f"--out={out}", *extra]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import optuna
@@ -14,32 +13,19 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from sweep_helpers import REPO
+from sweep_helpers import REPO, sweep_command, sweep_env
 
 pytestmark = pytest.mark.slow
 
-N = 4
-# the smoke sweep, shrunk further so that a trial takes seconds
-SHRINK = [
-    "--smoke",
-    f"--num-samples={N}",
-    "--max-concurrent=1",
-    "--epochs=2",
-    "--set=classifier.epochs=1",
-    "--set=dataset.n_train=400",
-    "--set=dataset.n_test=100",
-    "--set=eval.grid=[{attack: pgd, targets: each, eps: [0.1, 0.2], alpha: 0.05, steps: 2}]",
-]
+N = 4  # the shrunk smoke sweep's trials (sweep_helpers.SMOKE_SHRINK)
 
 
 def _env():
-    env = dict(os.environ, CI="true", PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
-    return env
+    return sweep_env()
 
 
 def _cmd(out, *extra):
-    return [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SHRINK, f"--out={out}", *extra]
+    return sweep_command(out, *extra)
 
 
 def _run(out, *extra, log=None):

@@ -1,0 +1,100 @@
+"""One owner per sweep folder: a second driver on a held folder is refused at once, naming the
+holder's PID, and writes nothing; a killed holder frees the folder; a refused sweep leaves none."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robustmm.errors import ConfigError
+from robustmm.tune.folder_lock import LOCK_FILE, folder_lock
+
+from sweep_helpers import REPO, sweep_command, sweep_env
+
+HOLD = "import sys; from robustmm.tune.folder_lock import folder_lock\nwith folder_lock(sys.argv[1]):\n"
+HOLD += "    print('held', flush=True); sys.stdin.read()\n"
+
+
+def _holder(out: Path) -> subprocess.Popen:
+    """A process that holds `out`'s lock until its stdin closes; returns once it holds it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"  # waits for the lock itself
+    return proc
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_held_folder_is_refused_with_the_holders_pid_and_nothing_written(tmp_path):
+    out = tmp_path / "sweep"
+    holder = _holder(out)
+    try:
+        before = _tree(out)
+        with pytest.raises(ConfigError, match=rf"in use by another sweep \(PID {holder.pid}\)"):
+            with folder_lock(out):
+                pytest.fail("the lock of a held folder was granted")
+        assert _tree(out) == before
+    finally:
+        holder.communicate("")  # closing stdin ends the holder, which releases the lock
+    with folder_lock(out):
+        assert (out / LOCK_FILE).read_text().strip() == str(os.getpid())
+
+
+def test_a_killed_holder_frees_the_folder(tmp_path):
+    out = tmp_path / "sweep"
+    holder = _holder(out)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=60)
+    with folder_lock(out):
+        pass
+
+
+def test_a_refusal_inside_the_lock_leaves_no_trace(tmp_path):
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for out in (fresh, existing):
+        with pytest.raises(ConfigError, match="bad"):
+            with folder_lock(out):
+                raise ConfigError("bad config")
+    assert not fresh.exists()
+    assert _tree(existing) == {"notes.txt": b"mine"}
+
+
+def test_a_second_sweep_on_a_running_sweeps_folder_is_refused(tmp_path):
+    """Two real drivers on one --out: the second fails at once (exit 2, the first's PID), and the
+    first ends with its own trials only."""
+    out = tmp_path / "sweep"
+    first = subprocess.Popen(
+        sweep_command(out), cwd=REPO, env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 300  # bounded: until the first driver holds the folder
+        while time.time() < deadline and first.poll() is None:
+            if (out / LOCK_FILE).is_file() and (out / LOCK_FILE).read_text().strip() == str(first.pid):
+                break
+            time.sleep(0.2)
+        assert first.poll() is None, "the first sweep ended before it held its folder"
+        second = subprocess.run(
+            sweep_command(out), cwd=REPO, env=sweep_env(), capture_output=True, text=True, timeout=120
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"in use by another sweep (PID {first.pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.wait(timeout=600) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    import pandas as pd
+
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert sorted(trials["trial"]) == list(range(len(trials))), "one sweep's trials, each number once"
