@@ -33,6 +33,11 @@ def add_sweep_flags(p: argparse.ArgumentParser, verbose: bool = True) -> None:
     p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite in --out)")
     p.add_argument("--storage", help="Ray Tune storage path, shared by all nodes on a cluster (s3://..., NFS)")
+    p.add_argument(
+        "--address",
+        help="Ray cluster to join: host:port, or auto for one started on this machine (default: RAY_ADDRESS, "
+        "which ray job submit sets; else a private local Ray of its own)",
+    )
     if verbose:  # `robustmm -v sweep` has it on the main parser
         p.add_argument("-v", "--verbose", action="store_true", help="Ray Tune's own progress table and INFO logs")
 
@@ -92,7 +97,13 @@ def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
     spec = load_sweep(space, smoke=args.smoke, overrides=overrides_from(args))
     out = Path(args.out or Path("runs") / spec.name)
     result = run_sweep(
-        spec, out, tracking_uri=args.tracking_uri, storage=args.storage, resume=args.resume, verbose=args.verbose
+        spec,
+        out,
+        tracking_uri=args.tracking_uri,
+        storage=args.storage,
+        resume=args.resume,
+        verbose=args.verbose,
+        address=args.address,
     )
     print(result.front_markdown)
     if result.interrupted:

@@ -39,8 +39,10 @@ from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
 from robustmm.train import epoch_metrics
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
+from robustmm.tune.folder_lock import folder_lock
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
-from robustmm.tune.trainable import read_rows, train_trial
+from robustmm.tune.trainable import train_trial
+from robustmm.tune.trial_checkpoint import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -91,23 +93,26 @@ def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
 
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
-    """Join a running cluster (RAY_ADDRESS, `ray job submit`, `ray submit` on a head node) or
-    start a local one; returns a line saying which."""
+    """The Ray a sweep runs on: the cluster at `address` when one is given (`--address`, else
+    RAY_ADDRESS, which `ray job submit` sets; `auto` finds one started on this machine), else a
+    private local instance of its own, never another user's Ray found on the machine. Returns a
+    line saying which."""
     import ray
 
     if ray.is_initialized():
         return "using the Ray instance already running in this process"
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
-        try:
-            ray.init(address="auto", log_to_driver=False)
-            return f"joined the running Ray cluster at {ray.get_runtime_context().gcs_address}"
-        except (ConnectionError, RuntimeError, ValueError):
-            pass
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        return f"started a local Ray instance ({ray.cluster_resources().get('CPU', 0):g} CPUs)"
-    ray.init(address=address, log_to_driver=False)
-    return f"joined the Ray cluster at {address}"
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        return f"started a private local Ray instance ({ray.cluster_resources().get('CPU', 0):g} CPUs)"
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ConfigError(
+            f"cannot join the Ray cluster at {address!r} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            "start it first, or drop --address (and RAY_ADDRESS) to run on a private local instance"
+        ) from e
+    return f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}"
 
 
 def _check_resources(spec: SweepSpec) -> None:
@@ -159,22 +164,39 @@ def run_sweep(
     callbacks: list[Any] | None = None,
     verbose: bool = False,
     say: Any = None,
+    address: str | None = None,
 ) -> SweepResult:
-    """Run (or resume) the sweep into `out`; returns its trials table and Pareto front.
-    `callbacks`: extra Tune callbacks for a fresh run (a resumed one gets its saved ones back)."""
-    from ray import tune
-
-    from robustmm.tune.search import ParetoOptunaSearch
-
+    """Run (or resume) the sweep into `out`, holding the folder's lock throughout; returns its
+    trials table and Pareto front. `callbacks`: extra Tune callbacks for a fresh run (a resumed
+    one gets its saved ones back)."""
     say = say or (lambda text: print(f"[sweep] {text}", file=sys.stderr, flush=True))
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
+    with folder_lock(out):  # one driver per folder, before anything is written into it
+        return _run_locked(spec, out, tracking_uri, storage, resume, callbacks, verbose, say, address)
+
+
+def _run_locked(
+    spec: SweepSpec,
+    out: Path,
+    tracking_uri: str | None,
+    storage: str | None,
+    resume: bool,
+    callbacks: list[Any] | None,
+    verbose: bool,
+    say: Any,
+    address: str | None,
+) -> SweepResult:
+    from ray import tune
+
+    from robustmm.tune.search import ParetoOptunaSearch
+
     state = _open_state(spec, out, resume)
     uri = state.get("tracking_uri") if resume and not tracking_uri else resolve_uri(tracking_uri, out)
     say(f"checking the sweep {spec.name!r}: data, {len(spec.params)} parameters, objectives, grid")
     check_sweep(spec)
-    say(connect_ray())
+    say(connect_ray(address))
     _check_resources(spec)
 
     out.mkdir(parents=True, exist_ok=True)
