@@ -59,6 +59,8 @@ SECTIONS = (
     "failure",
     "smoke",
 )
+MAX_NAME = 100
+"""Longest sweep name: it becomes a folder and a Ray experiment directory."""
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "gp")
 SWEEP_SPLIT = "validation"
 """The split every trial is scored on; test stays unseen until `robustmm pick` + `robustmm run`."""
@@ -387,8 +389,17 @@ def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
     check_keys(raw, SECTIONS, "the sweep")
     raw = dict(raw)
     name = raw.get("name")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
-        raise ConfigError(f"sweep name {name!r} must be a non-empty word of letters, digits, _ - .")
+    if (
+        not isinstance(name, str)
+        or not name.isascii()
+        or not all(c.isalnum() or c in "_-." for c in name)
+        or name.strip(".") == ""
+        or len(name) > MAX_NAME
+    ):
+        raise ConfigError(
+            f"sweep name {name!r} must be a plain file name: 1-{MAX_NAME} ASCII letters, digits, _ - . "
+            "(not '.' or '..'); it names the MLflow experiment, the Optuna study and runs/<name>"
+        )
     run = on_validation(_section(raw, "run"))
     params = _params(_section(raw, "space"))
     objectives = tuple(parse_objectives(raw.get("objectives") or []))

@@ -144,10 +144,15 @@ def test_not_a_mapping():
         parse_sweep(["name", "tiny"])
 
 
-@pytest.mark.parametrize("name", [None, "", "has space", 3])
+@pytest.mark.parametrize("name", [None, "", "has space", 3, ".", "..", "a/b", "x" * 101, "é"])
 def test_bad_name(name):
-    with pytest.raises(ConfigError, match="sweep name .* must be a non-empty word"):
+    with pytest.raises(ConfigError, match="sweep name .* must be a plain file name"):
         parse_sweep(tiny_sweep(name=name))
+
+
+@pytest.mark.parametrize("name", ["tiny", "v1.2", "a-b_c", "x" * 100, ".hidden"])
+def test_good_name(name):
+    assert parse_sweep(tiny_sweep(name=name)).name == name
 
 
 def test_empty_space():
