@@ -23,7 +23,7 @@ from robustmm.device import resolve_device
 from robustmm.evaluate import evaluate_pipeline, model_cells
 from robustmm.models.base import build_model
 from robustmm.results import summary_markdown, to_frame, write_parquet, write_text
-from robustmm.train import Checkpointing, Reporter, run_plan, seed_everything
+from robustmm.train import Checkpointing, Reporter, plan_of, run_plan, seed_everything
 
 
 @dataclass
@@ -61,8 +61,14 @@ def run_seed(
     seed_everything(seed)
     model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes)
     model = model.to(prep.device)
-    plan = type(model).plan(model.options, cfg.train, cfg.classifier)
-    pipe = run_plan(plan, model, prep.dataset, seed=seed, reporter=reporter, checkpointing=checkpointing)
+    pipe = run_plan(
+        plan_of(model, cfg.train, cfg.classifier),
+        model,
+        prep.dataset,
+        seed=seed,
+        reporter=reporter,
+        checkpointing=checkpointing,
+    )
     start = time.perf_counter()
     rows = evaluate_pipeline(
         pipe.model,

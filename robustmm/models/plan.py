@@ -192,13 +192,12 @@ def join_phases(phases: Sequence[Phase]) -> tuple[Phase, ...]:
     return tuple(out)
 
 
-def two_stage(train: OptimConfig, classifier: OptimConfig, phase: Phase | None = None, **classifier_stage: Any) -> Plan:
+def two_stage(train: OptimConfig, classifier: OptimConfig, **classifier_stage: Any) -> Plan:
     """The plan of most models: the representation (one phase of `train.epochs` of `loss`), then
-    the classifier on its frozen latents."""
-    phase = phase or Phase("train", train.epochs)
+    the classifier on its frozen latents (`classifier_stage`: its hidden widths, view)."""
     return Plan(
         (
-            ModelStage("representation", train, (phase,)),
+            ModelStage("representation", train, (Phase("train", train.epochs),)),
             ClassifierStage("classifier", classifier, **classifier_stage),
         )
     )

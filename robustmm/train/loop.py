@@ -118,6 +118,7 @@ class RunState:
     resume: LoopState | None
     history: dict[str, list[dict[str, float]]]
     reference: Chain | None = None
+    reference_weights: dict[str, Tensor] | None = None
     frozen: dict[str, Tensor] | None = None
 
     def resume_for(self, index: int) -> LoopState | None:
@@ -192,7 +193,7 @@ def run_epochs(
                 finished={k: [dict(h) for h in v] for k, v in run.history.items() if v},
                 frozen=run.frozen,
                 stage_index=index,
-                reference=weights(run.reference) if run.reference is not None else None,
+                reference=run.reference_weights,
             )
         run.reporter.on_epoch(run.seed, name, epoch, record, state)
     module.eval()

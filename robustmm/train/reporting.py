@@ -29,14 +29,12 @@ class Reporter:
 
 
 class Callbacks(Reporter):
-    """A Reporter from the short callbacks: `on_epoch(stage, epoch, metrics)` and `save(state)`."""
+    """A Reporter from the short callback `on_epoch(stage, epoch, metrics)` (None: hears nothing)."""
 
-    def __init__(self, on_epoch: EpochCallback | None, save: Callable[[LoopState], None] | None) -> None:
-        self.epoch, self.save = on_epoch, save
+    def __init__(self, on_epoch: EpochCallback | None) -> None:
+        self.epoch = on_epoch
 
     def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None) -> None:
-        if state is not None and self.save is not None:
-            self.save(state)
         if self.epoch is not None:
             self.epoch(stage, epoch, metrics)
 

@@ -20,7 +20,7 @@ from robustmm.config import OptimConfig
 from robustmm.data.base import MultimodalDataset, Split
 from robustmm.models.base import Chain, Classifier, OwnHead, RepresentationModel, build_model
 from robustmm.models.plan import REFERENCE_STAGE_NAMES, ClassifierStage, ModelStage, Plan, Reference
-from robustmm.train.loop import Checkpointing, LoopState, RunState
+from robustmm.train.loop import Checkpointing, LoopState, RunState, weights
 from robustmm.train.reporting import Callbacks, EpochCallback, Renamed, Reporter, Saving
 from robustmm.train.stages import classifier_stage, craft_batch, freeze, model_stage
 
@@ -69,6 +69,7 @@ def run_plan(
             run.frozen = resume.frozen
     if plan.reference is not None:
         run.reference = reference_pipeline(plan.reference, model, dataset, seed, reporter, resume)
+        run.reference_weights = weights(run.reference)  # frozen: taken once, carried by every checkpoint
     classifier: nn.Module = OwnHead()
     first = resume.stage_index if resume is not None else 0
     for index, stage in enumerate(plan.stages):
@@ -102,17 +103,24 @@ def reference_pipeline(
     device = dataset.train.labels.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(ref_seed)
-        ref_model = build_model(reference.model, model.specs, reference.options, num_classes=dataset.num_classes)
-        ref_model = ref_model.to(device)
+        ref_model = reference_model(reference, model, dataset)
         if resume is not None and resume.reference is not None:
             chain = Chain(ref_model, untrained_head(reference.plan, ref_model, dataset.num_classes).to(device))
             chain.load_state_dict(resume.reference)
-        else:
+        else:  # the head is built by the plan's classifier stage, from its own seed
             log.info("training the reference %s for %s", reference.model, type(model).__name__)
             pipe = run_plan(reference.plan, ref_model, dataset, seed=ref_seed, reporter=Renamed(reporter, seed))
             chain = Chain(pipe.model, pipe.classifier)
     freeze(chain)
     return chain.eval()
+
+
+def reference_model(
+    reference: Reference, model: RepresentationModel, dataset: MultimodalDataset
+) -> RepresentationModel:
+    """The reference pipeline's model, untrained, on the dataset's device."""
+    ref = build_model(reference.model, model.specs, reference.options, num_classes=dataset.num_classes)
+    return ref.to(dataset.train.labels.device)
 
 
 def untrained_head(plan: Plan, model: RepresentationModel, num_classes: int) -> nn.Module:
@@ -139,7 +147,7 @@ def train_pipeline(
     """Train `model` by its plan for these budgets (`run_plan`); `on_epoch(stage, epoch, metrics)`
     is the short form of a reporter."""
     if reporter is None and on_epoch is not None:
-        reporter = Callbacks(on_epoch, None)
+        reporter = Callbacks(on_epoch)
     plan = plan_of(model, train_cfg, classifier_cfg)
     return run_plan(plan, model, dataset, seed=seed, reporter=reporter, checkpointing=checkpointing)
 
@@ -155,7 +163,7 @@ def fit_representation(
     """The model stages of the model's plan alone, on a training split (no reference, no
     classifier): the representation's history."""
     plan = plan_of(model, cfg, OptimConfig(epochs=0))
-    run = RunState(seed, train.labels.device, Callbacks(on_epoch, None), 0, None, {"representation": []})
+    run = RunState(seed, train.labels.device, Callbacks(on_epoch), 0, None, {"representation": []})
     for index, stage in enumerate(plan.stages):
         if isinstance(stage, ModelStage):
             run.history[stage.name] = model_stage(run, index, stage, model, train)
@@ -174,7 +182,7 @@ def fit_classifier(
     """The classifier stage of the model's plan alone, on latents of the frozen model."""
     plan = plan_of(model, OptimConfig(epochs=0), cfg)
     stage = next(s for s in plan.stages if isinstance(s, ClassifierStage))
-    run = RunState(seed, train.labels.device, Callbacks(on_epoch, None), 0, None, {})
+    run = RunState(seed, train.labels.device, Callbacks(on_epoch), 0, None, {})
     return classifier_stage(run, plan.stages.index(stage), stage, model, train, num_classes)
 
 
@@ -184,12 +192,9 @@ def epoch_metrics(plan: Plan, model: RepresentationModel, dataset: MultimodalDat
     names: set[str] = set()
     reference = None
     if plan.reference is not None:
-        device = dataset.train.labels.device
-        ref_model = build_model(
-            plan.reference.model, model.specs, plan.reference.options, num_classes=dataset.num_classes
-        )
-        ref_model = ref_model.to(device)
-        reference = Chain(ref_model, untrained_head(plan.reference.plan, ref_model, dataset.num_classes).to(device))
+        ref_model = reference_model(plan.reference, model, dataset)
+        head = untrained_head(plan.reference.plan, ref_model, dataset.num_classes)
+        reference = Chain(ref_model, head).to(dataset.train.labels.device)
         inner = epoch_metrics(plan.reference.plan, ref_model, dataset)
         for name in inner:
             stage, metric = name.split("/", 1)

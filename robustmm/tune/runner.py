@@ -37,7 +37,7 @@ from robustmm.models.base import build_model
 from robustmm.pareto import FrontAxis
 from robustmm.results import write_text
 from robustmm.tracking import Tracker, resolve_uri, ui_command
-from robustmm.train import epoch_metrics
+from robustmm.train import epoch_metrics, plan_of
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
 from robustmm.tune.folder_lock import folder_lock
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
@@ -89,7 +89,7 @@ def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
     cfg = spec.run_config()
     model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes)
     model = model.to(prep.device)
-    return epoch_metrics(type(model).plan(model.options, cfg.train, cfg.classifier), model, prep.dataset)
+    return epoch_metrics(plan_of(model, cfg.train, cfg.classifier), model, prep.dataset)
 
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
