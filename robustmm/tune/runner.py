@@ -40,6 +40,7 @@ from robustmm.tracking import Tracker, resolve_uri, ui_command
 from robustmm.train import epoch_metrics, plan_of
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback, trial_number, trial_outcome, trial_params
 from robustmm.tune.folder_lock import folder_lock
+from robustmm.tune.ray_connect import check_resources, connect_ray
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
 from robustmm.tune.trainable import train_trial
 from robustmm.tune.trial_checkpoint import read_rows
@@ -90,42 +91,6 @@ def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
     model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes)
     model = model.to(prep.device)
     return epoch_metrics(plan_of(model, cfg.train, cfg.classifier), model, prep.dataset)
-
-
-def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
-    """The Ray a sweep runs on: the cluster at `address` when one is given (`--address`, else
-    RAY_ADDRESS, which `ray job submit` sets; `auto` finds one started on this machine), else a
-    private local instance of its own, never another user's Ray found on the machine. Returns a
-    line saying which."""
-    import ray
-
-    if ray.is_initialized():
-        return "using the Ray instance already running in this process"
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        return f"started a private local Ray instance ({ray.cluster_resources().get('CPU', 0):g} CPUs)"
-    try:
-        ray.init(address=address, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ConfigError(
-            f"cannot join the Ray cluster at {address!r} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-            "start it first, or drop --address (and RAY_ADDRESS) to run on a private local instance"
-        ) from e
-    return f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}"
-
-
-def _check_resources(spec: SweepSpec) -> None:
-    import ray
-
-    have = ray.cluster_resources()
-    if spec.gpu > 0 and have.get("GPU", 0) < spec.gpu:
-        raise ConfigError(
-            f"resources.gpu={spec.gpu:g} per trial, but the Ray cluster has {have.get('GPU', 0):g} GPUs; "
-            "set resources.gpu: 0 to run on CPUs"
-        )
-    if have.get("CPU", 0) < spec.cpu:
-        raise ConfigError(f"resources.cpu={spec.cpu:g} per trial, but the Ray cluster has {have.get('CPU', 0):g} CPUs")
 
 
 def _git_commit() -> str:
@@ -197,7 +162,7 @@ def _run_locked(
     say(f"checking the sweep {spec.name!r}: data, {len(spec.params)} parameters, objectives, grid")
     check_sweep(spec)
     say(connect_ray(address))
-    _check_resources(spec)
+    check_resources(spec.cpu, spec.gpu)
 
     out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(uri, spec.name, artifact_location=(out / "mlartifacts").as_uri())

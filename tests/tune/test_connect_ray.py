@@ -16,7 +16,7 @@ sys.stdin.read()
 """
 PROBE = """
 import ray
-from robustmm.tune.runner import connect_ray
+from robustmm.tune.ray_connect import connect_ray
 print(connect_ray(num_cpus=1))
 print("gcs", ray.get_runtime_context().gcs_address)
 ray.shutdown()
