@@ -32,14 +32,20 @@ def _free_port() -> int:
 @pytest.fixture
 def head(tmp_path):
     """A Ray head on 127.0.0.1 in its own process group, torn down by killing that group
-    (`ray stop` would also stop the test session's own Ray)."""
+    (`ray stop` would also stop the test session's own Ray). Every port it listens on is a free
+    one: with Ray's fixed defaults (the job agent's 52365 above all), another Ray on the machine
+    — the test session's own — holds them, and the head's job agent never comes up."""
     port, dash = _free_port(), _free_port()
+    agent, agent_grpc, env_agent, metrics, client = (_free_port() for _ in range(5))
     temp = tempfile.mkdtemp(prefix="rmm-")  # short: Ray's socket paths must stay under 108 bytes
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     cmd = [
         RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+        f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--runtime-env-agent-port={env_agent}", f"--metrics-export-port={metrics}",
+        f"--ray-client-server-port={client}",
         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}",
     ]  # fmt: skip
     log = open(tmp_path / "head.log", "w")
@@ -48,7 +54,7 @@ def head(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         ok = subprocess.run([RAY, "job", "list", f"--address={address}"], env=env, capture_output=True, timeout=60)
-        if ok.returncode == 0:
+        if ok.returncode == 0:  # the head answers; its job agent may still be starting (see _submit)
             break
         assert proc.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
         time.sleep(2)
