@@ -22,3 +22,8 @@ class UnknownNameError(ConfigError):
 
 class TrainingError(RobustMMError):
     """Training diverged (NaN/inf loss) or could not proceed."""
+
+
+class SweepStopped(RobustMMError):
+    """A sweep stopped on something outside it (a full disk, a lost cluster); its folder is kept
+    and `--resume` continues it."""

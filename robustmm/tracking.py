@@ -11,6 +11,7 @@ cluster point `--tracking-uri` (or MLFLOW_TRACKING_URI) at an MLflow server.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -175,3 +176,50 @@ class Tracker:
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
+
+    # a stopped sweep, a moved folder -------------------------------------------------------------
+
+    def end_open_children(self, parent_id: str, status: str = "KILLED", tags: Mapping[str, Any] | None = None) -> int:
+        """End every child of the parent still RUNNING (a stopped sweep's open trials)."""
+        ended = 0
+        for run_id in self.children(parent_id).values():
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                if tags:
+                    self.set_tags(run_id, tags)
+                self.end(run_id, status)
+                ended += 1
+        return ended
+
+
+def move_artifact_root(db_file: str | Path, experiment: str, root: str) -> bool:
+    """Point the experiment's artifact location, and its runs' artifact URIs, at `root` in the
+    local SQLite store `db_file` when they point elsewhere (the folder was moved or copied):
+    returns whether anything changed. MLflow fixes an experiment's artifact location at creation
+    and has no call to change it, so the store's two columns are rewritten here, by prefix."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(str(db_file))) as db, db:
+        found = db.execute("SELECT experiment_id, artifact_location FROM experiments WHERE name = ?", (experiment,))
+        row = found.fetchone()
+        if row is None or row[1] == root:
+            return False
+        experiment_id, old = row
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (root, experiment_id))
+        db.execute(
+            "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+            "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+            (root, len(old) + 1, experiment_id, len(old), old),
+        )
+        moved = [r[0] for r in db.execute("SELECT run_uuid FROM runs WHERE experiment_id = ?", (experiment_id,))]
+    _forget_artifact_repos(moved)
+    return True
+
+
+def _forget_artifact_repos(run_ids: list[str]) -> None:
+    """MLflow keeps each run's artifact repository in a process-wide cache keyed by run id: a
+    process that logged to the runs before they moved would go on writing to the old place."""
+    from mlflow.tracking._tracking_service import utils
+
+    cache = getattr(utils, "_artifact_repos_cache", None)
+    for run_id in run_ids if cache is not None else []:
+        cache.pop(run_id, None)

@@ -75,7 +75,11 @@ def _error_text(trial: Any) -> str:
 class TrackingCallback(tune.Callback):
     """One MLflow child run per trial under the sweep's parent run."""
 
-    def __init__(self, uri: str, experiment: str, parent_id: str, objectives: Sequence[Objective]) -> None:
+    def __init__(
+        self, uri: str | Callable[[], str], experiment: str, parent_id: str, objectives: Sequence[Objective]
+    ) -> None:
+        # `uri`: a URI, or a function giving it (the active sweep folder's: relocatable, and its
+        # credentials are never pickled into Ray's experiment)
         self.uri, self.experiment, self.parent_id = uri, experiment, parent_id
         self.objectives = list(objectives)
         self._tracker: Tracker | None = None
@@ -90,7 +94,7 @@ class TrackingCallback(tune.Callback):
     @property
     def tracker(self) -> Tracker:
         if self._tracker is None:
-            self._tracker = Tracker(self.uri, self.experiment)
+            self._tracker = Tracker(self.uri() if callable(self.uri) else self.uri, self.experiment)
         return self._tracker
 
     def _run(self, trial: Any) -> str:
@@ -157,8 +161,9 @@ class TrackingCallback(tune.Callback):
 class ProgressCallback(tune.Callback):
     """One line per trial start, finish and failure; an epoch line at most every `every_s` seconds."""
 
-    def __init__(self, objectives: Sequence[Objective], total: int, every_s: float = 30.0) -> None:
-        self.objectives, self.total, self.every_s = list(objectives), total, every_s
+    def __init__(self, objectives: Sequence[Objective], total: int, every_s: float = 30.0, ended: int = 0) -> None:
+        # `ended`: trials of the sweep that ended before this Ray experiment (a study carried on)
+        self.objectives, self.total, self.every_s, self.ended = list(objectives), total, every_s, ended
         self._started = time.time()
         self._last: dict[str, float] = {}
         self._done_ids: set[str] = set()
@@ -171,6 +176,7 @@ class ProgressCallback(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("ended", 0)  # pickled before the count existed
         self.say = _stderr
         self._started = time.time()
 
@@ -203,7 +209,8 @@ class ProgressCallback(tune.Callback):
     def _done(self, trial: Any, trials: list, errored: bool = False) -> None:
         status, reason = trial_outcome(trial, ended=True, errored=errored)
         self._done_ids.add(trial.trial_id)
-        finished = len(self._done_ids | {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")})
+        ended = self._done_ids | {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+        finished = self.ended + len(ended)
         result = trial.last_result or {}
         if status == "complete":
             values = ", ".join(f"{o.key} {_pct(result.get(o.key))}" for o in self.objectives)

@@ -13,6 +13,8 @@ documented `optuna.storages.BaseStorage` methods. What it guarantees:
    study's queue (WAITING), and the next `ask` pops it before any new trial is created. The
    sampler restarts with a seed that counts the study's trials, so it does not repeat the
    draws it made before the snapshot Ray restored (which would hand out the same values twice).
+   A sweep that stopped put its open trials in the queue itself (`stop_open`); those a restored
+   Ray trial still holds are taken back out (`take_back`), the rest are handed out again.
 3. Only a fully trained and evaluated trial (`trial_status: complete`, every objective finite)
    is told to Optuna as COMPLETE. A trial that ASHA stopped early ends with partial values and
    is PRUNED; a trial whose loss diverged (`trial_status: failed`) or that errored is FAIL.
@@ -43,6 +45,8 @@ Define = Callable[[Trial], Mapping[str, Any]]
 MakeSampler = Callable[[int], optuna.samplers.BaseSampler]
 """offset -> the sweep's sampler, seeded with its seed + offset."""
 Told = tuple[TrialState, list[float] | None]
+CONFIG_ATTR = "robustmm.config"  # a trial's values as handed to Ray (user attribute)
+STOPPED_ATTR = "robustmm.stopped"  # why a trial went back to the queue
 
 
 def directions(modes: Sequence[str]) -> list[str]:
@@ -72,6 +76,28 @@ def requeue(storage: BaseStorage, study_name: str, owned: set[int]) -> list[int]
     return orphans
 
 
+def stop_open(storage: BaseStorage, study_name: str, reason: str) -> list[int]:
+    """The sweep stopped (an error, a signal): its RUNNING trials go back to the study's queue
+    (WAITING, with the reason in `robustmm.stopped`), so no trial is left RUNNING for good and
+    `--resume` runs each again under its own number. Optuna has no state for "interrupted", and a
+    FAIL is final: a trial that never ended is not one that failed."""
+    sid = study_id(storage, study_name)
+    numbers = trial_numbers(storage, study_name, (TrialState.RUNNING,))
+    for number in numbers:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(sid, number)
+        storage.set_trial_user_attr(trial_id, STOPPED_ATTR, reason)
+        storage.set_trial_state_values(trial_id, TrialState.WAITING)
+    return numbers
+
+
+def take_back(storage: BaseStorage, study_name: str, owned: set[int]) -> None:
+    """Trials a restored Ray trial still holds but a stopped sweep put back in the queue are
+    RUNNING again (so `ask` does not hand them out a second time)."""
+    sid = study_id(storage, study_name)
+    for number in sorted(set(trial_numbers(storage, study_name, (TrialState.WAITING,))) & owned):
+        storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(sid, number), TrialState.RUNNING)
+
+
 def outcome(result: Mapping[str, Any] | None, metrics: Sequence[str], error: bool) -> Told:
     """How a trial's last result is told to Optuna: COMPLETE with its values, else PRUNED or FAIL."""
     result = result or {}
@@ -94,17 +120,21 @@ class ParetoOptunaSearch(Searcher):
         metric: Sequence[str],
         mode: Sequence[str],
         study_name: str,
-        storage: str,
+        storage: str | Callable[[], str],
         make_sampler: MakeSampler,
     ) -> None:
         super().__init__(metric=list(metric), mode=list(mode))
         self._define = define
         self._study_name = study_name
-        self._storage_url = storage
+        self._storage = storage  # a URL, or a function giving it (the active sweep folder's: relocatable)
         self._make_sampler = make_sampler
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number, until told
         self._study: optuna.Study | None = None
-        self._open(RDBStorage(storage))
+        self._open(RDBStorage(self._storage_url))
+
+    @property
+    def _storage_url(self) -> str:
+        return self._storage() if callable(self._storage) else self._storage
 
     @property
     def study(self) -> optuna.Study:
@@ -125,6 +155,7 @@ class ParetoOptunaSearch(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         trial = self.study.ask()
         values = dict(self._define(trial))
+        trial.set_user_attr(CONFIG_ATTR, values)
         self._numbers[trial_id] = trial.number
         return {**values, NUMBER_KEY: trial.number}
 
@@ -148,7 +179,9 @@ class ParetoOptunaSearch(Searcher):
         """Take Ray's saved map, re-queue the study's orphans, reopen the study (reseeded)."""
         self._numbers = {str(k): int(v) for k, v in state["numbers"].items()}
         storage = RDBStorage(self._storage_url)
-        requeue(storage, self._study_name, set(self._numbers.values()))
+        owned = set(self._numbers.values())
+        requeue(storage, self._study_name, owned)
+        take_back(storage, self._study_name, owned)
         self._open(storage)
 
     def save(self, checkpoint_path: str) -> None:
