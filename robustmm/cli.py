@@ -1,6 +1,7 @@
 """`robustmm list|run|report|sweep|pareto|pick`: a thin front end over the library.
 
-Every RobustMMError becomes one line on stderr and exit code 2, before anything is trained.
+Every RobustMMError, a bad command line and any OSError that reaches this boundary (it names its
+file) become one line on stderr, secrets redacted, and exit code 2, before anything is trained.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from robustmm.tune.command import run_from_args
 
-    if not Path(args.space).is_file():
+    if not Path(args.space).exists():
         raise ConfigError(f"search space {args.space!r} does not exist; see search_spaces/ for examples")
     return run_from_args(args.space, args)
 
@@ -252,7 +253,9 @@ def cmd_pick(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="robustmm", description="Robustness sweeps for multimodal representation models.")
+    from robustmm.tune.command import Parser
+
+    p = Parser(prog="robustmm", description="Robustness sweeps for multimodal representation models.")
     p.add_argument("-v", "--verbose", action="store_true", help="log every training epoch at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
     lp = sub.add_parser("list", help="list registered models, datasets, attacks or grids")
@@ -316,13 +319,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    from robustmm.redact import redact
+    from robustmm.tune.command import UsageError, fail, guarded
+
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as e:
+        return fail(str(e))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    from robustmm.tune.command import guarded
-
-    args.command_line = shlex.join(["robustmm", *(sys.argv[1:] if argv is None else argv)])
+    args.command_line = redact(shlex.join(["robustmm", *(sys.argv[1:] if argv is None else argv)]))
     kept = {
         "sweep": "continue a sweep with --resume",
         "report": "finished (model, seed) results are kept; the same command reuses them",

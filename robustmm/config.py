@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import yaml
 
 from robustmm.errors import ConfigError
+from robustmm.files import read_yaml
 from robustmm.options import mapping, parse
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -45,6 +47,8 @@ class OptimConfig:
     def check(self, section: str) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"{section}.optimizer {self.optimizer!r} unknown; use one of {', '.join(OPTIMIZERS)}")
+        if not math.isfinite(self.lr):
+            raise ConfigError(f"{section}.lr must be a finite number, got {self.lr}")
         if not self.lr > 0:
             raise ConfigError(f"{section}.lr must be > 0, got {self.lr}")
         if self.epochs < 0:
@@ -101,6 +105,10 @@ class RunConfig:
 SECTIONS = ("model", "dataset", "train", "classifier", "eval", "seeds", "device")
 
 
+MAX_SEEDS = 10_000
+"""The most seeds one range may hold (`0-999999999999` would build a list of that length)."""
+
+
 def parse_seeds(value: Any) -> tuple[int, ...]:
     """'0-2' -> (0, 1, 2); '0,3,5' -> (0, 3, 5); 7 -> (7,); [1, 2] -> (1, 2)."""
     if isinstance(value, bool):
@@ -119,7 +127,11 @@ def parse_seeds(value: Any) -> tuple[int, ...]:
                 if "-" in part[1:]:
                     lo, hi = (int(p) for p in part.split("-", 1))
                     if hi < lo:
-                        raise ValueError
+                        raise ConfigError(
+                            f"seeds {value!r} not understood: the range {part} is reversed; write {hi}-{lo}"
+                        )
+                    if hi - lo >= MAX_SEEDS:
+                        raise ConfigError(f"seeds {value!r}: the range {part} holds more than {MAX_SEEDS} seeds")
                     seeds.extend(range(lo, hi + 1))
                 else:
                     seeds.append(int(part))
@@ -169,21 +181,9 @@ def from_dict(raw: Mapping[str, Any]) -> RunConfig:
     return cfg
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{at}: {getattr(e, 'problem', e)}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections, got {type(raw).__name__}")
-    return raw
+def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping in a YAML file (empty file: {}); every problem is one ConfigError naming it."""
+    return read_yaml(path, what, holding="a mapping of sections")
 
 
 def apply_set(raw: dict[str, Any], assignment: str) -> None:

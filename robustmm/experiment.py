@@ -15,12 +15,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from robustmm.attacks import Cell, parse_grid
+from robustmm.attacks import GRIDS, Cell, parse_grid
 from robustmm.config import RunConfig
 from robustmm.data import load_dataset
 from robustmm.data.base import MultimodalDataset
 from robustmm.device import resolve_device
 from robustmm.evaluate import evaluate_pipeline, model_cells
+from robustmm.files import new_folders, writing
+from robustmm.models import MODELS
 from robustmm.models.base import build_model
 from robustmm.results import summary_markdown, to_frame, write_parquet, write_text
 from robustmm.train import Checkpointing, Reporter, plan_of, run_plan, seed_everything
@@ -40,6 +42,9 @@ def prepare(cfg: RunConfig, *, strict: bool = True, dataset: MultimodalDataset |
     without a certificate instead of failing."""
     device = resolve_device(cfg.device)
     if dataset is None:
+        MODELS.get(cfg.model)  # names first: a typo fails before the data are read or generated
+        if isinstance(cfg.eval.grid, str):
+            GRIDS.get(cfg.eval.grid)
         dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, options=cfg.dataset_options)
     build_model(cfg.model, dataset.modalities, cfg.model_options, num_classes=dataset.num_classes)  # validates
     cells = model_cells(cfg.model, parse_grid(cfg.eval.grid, dataset.modality_names), strict=strict)
@@ -99,8 +104,8 @@ def run(
     """Train and evaluate every seed; write results.parquet, summary.md, config.yaml, history.json."""
     prep = prep or prepare(cfg)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    with writing(out), new_folders(out):  # a first write refused (disk full, read-only) leaves no folder
+        write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     all_rows: list[dict[str, Any]] = []
     infos = []
     df = to_frame(all_rows)

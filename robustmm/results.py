@@ -50,6 +50,8 @@ import pandas as pd
 
 from robustmm.attacks.grid import STATISTICS
 from robustmm.errors import DataError
+from robustmm.files import new_folders, writing
+from robustmm.files import read_parquet as read_parquet_file
 from robustmm.models.base import base_label
 from robustmm.worst_case import NESTED, family, worst_case_accuracy
 
@@ -112,18 +114,20 @@ def to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
     """`write(tmp)` into a temp file beside `path`, then rename: for every file written here, rows
-    or text, so a reader or a crash mid-write never leaves half a file."""
+    or text, so a reader or a crash mid-write never leaves half a file. A failed write (the disk
+    is full, the folder is read-only) is one ConfigError naming `path`, and the folders made for
+    it are removed again."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an output should read like any other written file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with writing(path), new_folders(path.parent):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; an output should read like any other written file
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path
 
 
@@ -135,9 +139,9 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"no results file at {str(path)!r}")
-    return to_frame(pd.read_parquet(path, engine="pyarrow").to_dict("records"))
+    return to_frame(read_parquet_file(path, "results file", error=DataError).to_dict("records"))
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -6,7 +6,10 @@ with the `mlflow.parentRunId` tag and found again by their `robustmm.trial` tag 
 sweep adds to the runs it made before instead of making new ones.
 
 Locally the store is `sqlite:///<out>/mlflow.db` with artifacts in `<out>/mlartifacts`; on a
-cluster point `--tracking-uri` (or MLFLOW_TRACKING_URI) at an MLflow server.
+cluster point `--tracking-uri` (or MLFLOW_TRACKING_URI) at an MLflow server. A server given on
+the command line is checked before anything starts (`open_tracking_uri`): it must accept a
+connection, and its `user:password@` moves to MLflow's environment variables, so no file, tag
+or message keeps it; every tag and parameter value logged here is redacted as well.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from robustmm.errors import ConfigError
+from robustmm.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +46,66 @@ def resolve_uri(flag: str | None, out: str | Path) -> str:
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(out)
     if "://" not in uri:
         raise ConfigError(
-            f"tracking URI {uri!r} is not a URI; use e.g. http://127.0.0.1:5000 or sqlite:///path/to/mlflow.db"
+            f"tracking URI {redact(uri)!r} is not a URI; use e.g. http://127.0.0.1:5000 or sqlite:///path/to/mlflow.db"
         )
     if uri.startswith("file:"):
-        raise ConfigError(f"tracking URI {uri!r}: MLflow's file store is refused; use sqlite:///... or a server URL")
+        raise ConfigError(
+            f"tracking URI {redact(uri)!r}: MLflow's file store is refused; use sqlite:///... or a server URL"
+        )
+    return uri
+
+
+def split_credentials(uri: str) -> tuple[str, tuple[str, str] | None]:
+    """`uri` without its `user:password@`, and the (user, password) it held (percent-decoded)."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, sep, password = userinfo.partition(":")
+    if not sep:
+        raise ConfigError(
+            f"tracking URI {redact(uri)!r} holds a token before '@', which would be stored with the sweep; "
+            "drop it from the URI and set MLFLOW_TRACKING_TOKEN instead"
+        )
+    return urlunsplit(parts._replace(netloc=host)), (unquote(user), unquote(password))
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Refuse a tracking server that does not accept a connection, in seconds: MLflow's own client
+    retries a refused connection for minutes before it gives up. Behind a proxy, MLflow decides."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    shown = redact(uri)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"tracking URI {shown!r} has a bad port; write e.g. http://127.0.0.1:5000") from None
+    host = parts.hostname
+    if not host:
+        raise ConfigError(f"tracking URI {shown!r} names no host; write e.g. http://127.0.0.1:5000")
+    if parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise ConfigError(
+            f"cannot reach the MLflow tracking server {shown!r} ({reason}); start it "
+            "(mlflow server --host 127.0.0.1 --port 5000) or fix --tracking-uri / MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def open_tracking_uri(uri: str, out: str | Path) -> str:
+    """A tracking URI given on the command line, checked (`resolve_uri`) and answered by its
+    server (`check_reachable`) before anything starts. Returned without its `user:password@`,
+    which move to MLFLOW_TRACKING_USERNAME / _PASSWORD, where MLflow reads them: the sweep's
+    files, tags and messages then hold the URI without them."""
+    uri, credentials = split_credentials(resolve_uri(uri, out))
+    check_reachable(uri)
+    if credentials is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = credentials
     return uri
 
 
@@ -50,7 +113,7 @@ def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on this store."""
     if uri.startswith("sqlite:"):
         return f"mlflow ui --backend-store-uri {uri}"
-    return f"open {uri} in a browser"
+    return f"open {redact(uri)} in a browser"
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -88,11 +151,13 @@ class Tracker:
                 else self.client.create_experiment(experiment, artifact_location=artifact_location)
             )
         except Exception as e:  # connection refused, bad scheme, database locked ...
-            raise ConfigError(f"cannot open the MLflow tracking store {uri!r}: {e}") from None
+            reason = " ".join(str(e).split())[:300]
+            raise ConfigError(f"cannot open the MLflow tracking store {redact(uri)!r}: {redact(reason)}") from None
 
     # runs -------------------------------------------------------------------------------------------
 
     def start_parent(self, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        tags = {k: redact(str(v)) for k, v in tags.items()}  # e.g. the command line with a --tracking-uri
         run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: "sweep", **tags})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
@@ -103,7 +168,7 @@ class Tracker:
             self.client.get_run(run_id)
         except Exception:
             raise ConfigError(
-                f"the sweep's MLflow run {run_id} is not in {self.uri}; "
+                f"the sweep's MLflow run {run_id} is not in {redact(self.uri)}; "
                 "resume with the tracking URI the sweep was started with"
             ) from None
         self.client.update_run(run_id, status="RUNNING")
@@ -157,7 +222,7 @@ class Tracker:
 
         flat = flatten(params)
         known = self.client.get_run(run_id).data.params
-        new = [Param(k, str(v)[:MAX_PARAM]) for k, v in flat.items() if k not in known]
+        new = [Param(k, redact(str(v))[:MAX_PARAM]) for k, v in flat.items() if k not in known]
         for i in range(0, len(new), 100):
             self.client.log_batch(run_id, params=new[i : i + 100])
 
@@ -172,7 +237,7 @@ class Tracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_PARAM]) for k, v in tags.items()])
+        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:MAX_PARAM]) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)

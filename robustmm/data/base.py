@@ -30,6 +30,36 @@ from robustmm.options import parse
 from robustmm.registry import Registry
 
 MODALITY_KINDS = ("image", "rgb", "vector", "sound")
+MAX_CLASSES = 100_000
+"""The most classes a dataset may have: the classifier head is latent × classes, and a stray
+label (2 000 000 000 in a label file) would otherwise size it in terabytes."""
+_FINITE_CHUNK = 1 << 22  # values checked at a time: a bounded temporary, whatever the split's size
+
+
+def nonfinite(x: Tensor | Any) -> int | None:
+    """Index of the first sample of `x` (a tensor or numpy array, samples first) holding NaN or
+    ±inf, or None. Integer data are finite by construction; floats are scanned in chunks."""
+    t = torch.as_tensor(x)
+    if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+        return None
+    flat = t.reshape(len(t), -1) if t.dim() > 0 else t.reshape(1, 1)
+    rows = max(1, _FINITE_CHUNK // max(1, flat.shape[1]))
+    for lo in range(0, len(flat), rows):
+        bad = ~torch.isfinite(flat[lo : lo + rows]).all(dim=1)
+        if bool(bad.any()):
+            return lo + int(torch.nonzero(bad)[0])
+    return None
+
+
+def check_finite(x: Tensor | Any, where: str, modality: str) -> None:
+    """A DataError naming `where` (the file) and the modality when `x` holds NaN or ±inf: found at
+    load time, it is not blamed on the learning rate once training diverges."""
+    i = nonfinite(x)
+    if i is not None:
+        raise DataError(
+            f"{where}: modality {modality!r} holds NaN or inf values (first in sample {i}); "
+            "clean or drop those samples (e.g. np.nan_to_num) and load again"
+        )
 
 
 @dataclass(frozen=True)
@@ -173,9 +203,39 @@ class RawData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def check_raw(raw: RawData) -> None:
+    """What every loader's data must satisfy, whichever loader read them: a class count in
+    [1, MAX_CLASSES], integer labels in [0, num_classes) and finite inputs in every split. Loaders
+    check the same earlier, naming their files; this is the guarantee behind them."""
+    if (
+        isinstance(raw.num_classes, bool)
+        or not isinstance(raw.num_classes, int)
+        or not 1 <= raw.num_classes <= MAX_CLASSES
+    ):
+        raise DataError(
+            f"dataset {raw.name!r} declares {raw.num_classes!r} classes; at most {MAX_CLASSES} are supported"
+        )
+    splits = {"train": raw.train, "test": raw.test, **({"validation": raw.validation} if raw.validation else {})}
+    for which, split in splits.items():
+        labels = split.labels
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise DataError(
+                f"dataset {raw.name!r}: the {which} labels have dtype {labels.dtype}; they must be integers"
+            )
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= raw.num_classes):
+            raise DataError(
+                f"dataset {raw.name!r}: the {which} labels run {int(labels.min())}..{int(labels.max())}, "
+                f"outside the class indices 0..{raw.num_classes - 1}"
+            )
+        for spec in raw.modalities:
+            if spec.name in split.inputs:
+                check_finite(split.inputs[spec.name], f"dataset {raw.name!r}, {which} split", spec.name)
+
+
 def finish(raw: RawData, fraction: float, seed: int) -> MultimodalDataset:
     """Carve validation out of train (unless the dataset brought its own), then min-max scale
     every split with the statistics of the train samples that remain (`minmax_normalise`)."""
+    check_raw(raw)
     train, validation = raw.train, raw.validation
     if validation is None:
         keep, held = stratified_holdout(train.labels, fraction, seed)

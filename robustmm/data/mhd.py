@@ -33,9 +33,11 @@ from typing import Any, BinaryIO
 import torch
 from torch import Tensor
 
-from robustmm.data.base import DatasetOptions, ModalitySpec, RawData, Split, register_dataset
+from robustmm.data.base import DatasetOptions, ModalitySpec, RawData, Split, check_finite, register_dataset
 from robustmm.errors import ConfigError, DataError
+from robustmm.files import new_folders, writing
 
+WRITE_FIX = "give another --data-dir (generated data without one go to $ROBUSTMM_CACHE)"
 TRAIN_FILE = "mhd_train.pt"
 TEST_FILE = "mhd_test.pt"
 NUM_CLASSES = 10
@@ -186,8 +188,9 @@ def read_mhd_split(path: str | Path) -> MHDSplit:
             "(robustmm.data.mhd.save_mhd_split)"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise DataError(
-            f"cannot read {path} as a torch.save file ({str(exc).strip() or type(exc).__name__}); "
+            f"cannot read {path} as a torch.save file: it is truncated, empty or another format ({reason}); "
             "re-download or regenerate it"
         ) from None
     return _validate(path, obj)
@@ -218,6 +221,10 @@ def load_mhd_dir(
             f"{TRAIN_FILE} and {TEST_FILE} there; {missing_hint}"
         )
     train, test = read_mhd_split(paths["train"]), read_mhd_split(paths["test"])
+    inputs = {"train": {m: train.modality(m) for m in names}, "test": {m: test.modality(m) for m in names}}
+    for split, values in inputs.items():  # at load time, not blamed on the learning rate after training starts
+        for m, x in values.items():
+            check_finite(x, f"MHD file {paths[split]}", m)
     meta = {
         "data_dir": str(data_dir),
         "traj_norm": {k: _norm_value(v) for k, v in train.traj_norm.items()},
@@ -228,8 +235,8 @@ def load_mhd_dir(
         name=name,
         modalities=tuple(MHD_MODALITIES[m] for m in names),
         num_classes=NUM_CLASSES,
-        train=Split({m: train.modality(m) for m in names}, train.labels),
-        test=Split({m: test.modality(m) for m in names}, test.labels),
+        train=Split(inputs["train"], train.labels),
+        test=Split(inputs["test"], test.labels),
         info=meta,
     )
 
@@ -260,18 +267,19 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
 
     Readers see the old file or the new one, never a torn one; concurrent writers each rename a
     complete file. The temp name is unique per process and call, and the file gets the usual
-    umask permissions (mkstemp would make it private).
+    umask permissions (mkstemp would make it private). A failed write (disk full, read-only) is
+    one ConfigError naming `path`, and the folders made for it are removed again.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(path, fix=WRITE_FIX), new_folders(path.parent):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "xb") as fh:
+                write(fh)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 @register_dataset(

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustmm.data.base import DatasetOptions, ModalitySpec, RawData, Split, register_dataset
+from robustmm.data.base import DatasetOptions, ModalitySpec, RawData, Split, check_finite, register_dataset
 from robustmm.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,14 @@ def _read_mnist(data_dir: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     except (AssertionError, TypeError, ValueError) as e:  # torchvision's idx parser on a bad file
         raise DataError(f"MNIST files under {data_dir / 'MNIST' / 'raw'} are malformed: {e}") from e
     images, labels = ds.data.numpy(), ds.targets.numpy().astype(np.int64)
+    which = "train" if train else "t10k"
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise DataError(f"MNIST {'train' if train else 't10k'} files hold images {images.shape}, labels {labels.shape}")
+        raise DataError(f"MNIST {which} files hold images {images.shape}, labels {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(
+            f"MNIST file {data_dir / 'MNIST' / 'raw' / f'{which}-labels-idx1-ubyte'}: labels run "
+            f"{int(labels.min())}..{int(labels.max())}, outside the digits 0-9"
+        )
     return images, labels
 
 
@@ -102,8 +108,10 @@ def _read_svhn(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"SVHN file {path}: X has shape {images.shape}, y {labels.shape}; expected 32×32×3×N and N")
     labels[labels == 10] = 0  # SVHN stores digit 0 as label 10
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DataError(f"SVHN file {path}: labels outside 1-10")
-    return np.ascontiguousarray(images.transpose(3, 2, 0, 1)), labels
+        raise DataError(f"SVHN file {path}: labels run {int(labels.min())}..{int(labels.max())}, outside 1-10")
+    images = np.ascontiguousarray(images.transpose(3, 2, 0, 1))
+    check_finite(images, f"SVHN file {path}", "svhn")
+    return images, labels
 
 
 def match_pairs(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,13 @@ import numpy as np
 import torch
 
 from robustmm.data.base import (
+    MAX_CLASSES,
     MODALITY_KINDS,
     DatasetOptions,
     ModalitySpec,
     RawData,
     Split,
+    nonfinite,
     register_dataset,
 )
 from robustmm.errors import ConfigError, DataError
@@ -58,6 +61,8 @@ def infer_kind(name: str, shape: tuple[int, ...]) -> str:
 
 
 def _read(path: Path, split: str) -> dict[str, np.ndarray]:
+    if path.is_dir():
+        raise DataError(f"npz: {split} file {path} is a folder, not an .npz file written with np.savez")
     if not path.is_file():
         raise DataError(
             f"npz: {split} file {path} not found; expected a directory holding the train and test files "
@@ -66,15 +71,29 @@ def _read(path: Path, split: str) -> dict[str, np.ndarray]:
             f"<modality>=<N×...>, ...)"
         )
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as e:
+        raise DataError(f"npz: cannot read {path}: {e.strerror}") from None
+    if magic[:4] != b"PK\x03\x04" and magic != b"\x93NUMPY":
+        raise DataError(
+            f"npz: {path} is not a readable .npz file (no zip archive: empty, or another format); "
+            "write it with np.savez"
+        )
+    try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise DataError(f"npz: {path} is a single .npy array, not an .npz archive of named arrays")
         with loaded as f:
             arrays = {k: f[k] for k in f.files}
-    except ValueError as e:  # object arrays (or a pickle) would need allow_pickle=True
-        raise DataError(f"npz: {path} holds pickled/object data ({e}); store plain numeric arrays") from e
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"npz: {path} is not a readable .npz file: {e}") from e
+    except ValueError as e:
+        if "pickle" in str(e):  # object arrays (or a pickle) would need allow_pickle=True
+            raise DataError(f"npz: {path} holds pickled/object data ({e}); store plain numeric arrays") from None
+        raise DataError(f"npz: {path} is not a readable .npz file ({e}); write it again with np.savez") from None
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise DataError(f"npz: {path} is not a readable .npz file ({e}); write it again with np.savez") from None
+    except MemoryError:
+        raise DataError(f"npz: {path} declares arrays larger than this machine's memory") from None
     if LABEL not in arrays:
         raise DataError(f"npz: {path} has no {LABEL!r} array (it has {', '.join(sorted(arrays)) or 'none'})")
     labels = arrays[LABEL]
@@ -87,6 +106,11 @@ def _read(path: Path, split: str) -> dict[str, np.ndarray]:
         raise DataError(f"npz: {path} holds no samples")
     if labels.min() < 0:
         raise DataError(f"npz: {path}: labels must be class indices >= 0, found {int(labels.min())}")
+    if labels.max() >= MAX_CLASSES:  # before anything is sized by the class count
+        raise DataError(
+            f"npz: {path}: label {int(labels.max())} is not a class index (at most {MAX_CLASSES} classes); "
+            f"store class indices 0..K-1, e.g. np.unique(y, return_inverse=True)[1]"
+        )
     return arrays
 
 
@@ -98,7 +122,11 @@ def _check_modality(path: Path, name: str, x: np.ndarray, n: int) -> None:
     if len(x) != n:
         raise DataError(f"npz: {path}: modality {name!r} has {len(x)} samples but {LABEL!r} has {n}")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        raise DataError(f"npz: {path}: modality {name!r} contains NaN or inf values")
+        i = nonfinite(x)
+        raise DataError(
+            f"npz: {path}: modality {name!r} contains NaN or inf values (first in sample {i}); "
+            "clean or drop those samples (e.g. np.nan_to_num) and save again"
+        )
 
 
 def _select(modalities: Sequence[str] | None, train: Mapping[str, np.ndarray], train_path: Path) -> list[str]:
@@ -133,6 +161,10 @@ class NpzOptions(DatasetOptions):
             raise ConfigError(f"npz option modalities must be a non-empty list without repeats, got {list(names)}")
         if self.validation_file == "":
             raise ConfigError("npz option validation_file must be a file name or null, got ''")
+        if self.num_classes is not None and not 2 <= self.num_classes <= MAX_CLASSES:
+            raise ConfigError(
+                f"npz option num_classes must be an integer in [2, {MAX_CLASSES}] or null, got {self.num_classes!r}"
+            )
 
 
 @register_dataset(
@@ -185,7 +217,10 @@ def load(*, data_dir: Path, options: NpzOptions) -> RawData:
     if num_classes is None:
         num_classes = max_label + 1
     elif num_classes <= max_label:
-        raise ConfigError(f"npz option num_classes={num_classes!r} must be an integer > the largest label {max_label}")
+        where = next(str(paths[s]) for s in arrays if int(arrays[s][LABEL].max()) == max_label)
+        raise ConfigError(
+            f"npz option num_classes={num_classes!r} must be an integer > the largest label {max_label} (in {where})"
+        )
 
     splits = {
         s: Split(

@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # bump whenever the generated data change: it keys the cache
 META_FILE = "synth_mhd.json"
+MAX_SAMPLES = 1_000_000  # per split
 TRAJ_POINTS = 100
 DENSE = 2 * TRAJ_POINTS  # rendered points per path; the trajectory takes every second
 GRID = 1024  # template resolution (uniform in arc length)
@@ -614,6 +615,9 @@ class SynthMHDOptions(DatasetOptions, Knobs):
         for name, low in (("n_train", NUM_CLASSES), ("n_test", 1), ("data_seed", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{path}.{name} must be an integer ≥ {low}, got {getattr(self, name)!r}")
+        for name in ("n_train", "n_test"):  # about 20 kB a sample in memory: the cap is ~20 GB
+            if getattr(self, name) > MAX_SAMPLES:
+                raise ConfigError(f"{path}.{name} must be at most {MAX_SAMPLES}, got {getattr(self, name)!r}")
         highs = {"difficulty": 3.0, **{k: 1.0 if k.endswith("confusion") else 10.0 for k in KNOBS}}
         for name, high in highs.items():
             if not 0 <= getattr(self, name) <= high:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,27 @@ from typing import Any
 
 from robustmm.config import apply_set
 from robustmm.errors import ConfigError, RobustMMError
+from robustmm.files import os_error_line
+from robustmm.redact import redact
+
+
+class UsageError(ConfigError):
+    """A command line argparse refused (unknown flag, a flag's bad value, a missing argument)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are a UsageError (one line, exit 2 through `guarded`) instead of a
+    usage block and SystemExit; subcommand parsers inherit it."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def fail(text: str) -> int:
+    """Print `text` as the one error line (secrets redacted, newlines folded) and return exit code 2."""
+    line = " ".join(part.strip() for part in redact(str(text)).splitlines() if part.strip())
+    print(f"robustmm: error: {line}", file=sys.stderr)
+    return 2
 
 
 def add_sweep_flags(p: argparse.ArgumentParser, verbose: bool = True) -> None:
@@ -90,16 +112,21 @@ def find_space(name: str, script: str | Path | None = None) -> Path:
 
 
 def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
-    from robustmm.tracking import ui_command
+    from robustmm.tracking import open_tracking_uri, ui_command
     from robustmm.tune.runner import run_sweep
     from robustmm.tune.space import load_sweep
 
     spec = load_sweep(space, smoke=args.smoke, overrides=overrides_from(args))
     out = Path(args.out or Path("runs") / spec.name)
+    # a server given now (flag, or the environment for a new sweep) is checked before anything
+    # starts, and its user:password@ moves to MLflow's environment variables: no file keeps it
+    uri = args.tracking_uri or (None if args.resume else os.environ.get("MLFLOW_TRACKING_URI"))
+    if uri:
+        uri = open_tracking_uri(uri, out)
     result = run_sweep(
         spec,
         out,
-        tracking_uri=args.tracking_uri,
+        tracking_uri=uri,
         storage=args.storage,
         resume=args.resume,
         verbose=args.verbose,
@@ -119,20 +146,25 @@ def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
 
 def main(space_name: str, argv: list[str] | None = None, *, script: str | None = None, doc: str = "") -> int:
     """Entry point of a sweeps/ script: `python sweeps/<name>.py [flags]`."""
-    p = argparse.ArgumentParser(prog=Path(script).name if script else None, description=doc)
+    p = Parser(prog=Path(script).name if script else None, description=doc)
     add_sweep_flags(p)
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except UsageError as e:
+        return fail(str(e))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     return guarded(lambda: run_from_args(find_space(space_name, script), args), "continue the sweep with --resume")
 
 
 def guarded(call: Callable[[], int], on_interrupt: str) -> int:
-    """Run a command: a RobustMMError is one line on stderr and exit code 2; Ctrl-C says what is kept."""
+    """Run a command: a RobustMMError, or an OSError nobody caught on the way (it names its file),
+    is one line on stderr and exit code 2; Ctrl-C says what is kept."""
     try:
         return call()
     except RobustMMError as e:
-        print(f"robustmm: error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
+    except OSError as e:
+        return fail(os_error_line(e))
     except KeyboardInterrupt:
         print(f"robustmm: interrupted; {on_interrupt}", file=sys.stderr)
         return 130

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from robustmm import pareto
 from robustmm.errors import ConfigError, RobustMMError, SweepStopped
@@ -117,12 +116,22 @@ def _git_commit() -> str:
 
 
 def _open_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
+    from robustmm.files import read_json, read_yaml
+
     state_path = out / STATE_FILE
     if resume:
         if not state_path.is_file():
             raise ConfigError(f"--resume: {out} holds no sweep to resume ({STATE_FILE} missing); drop --resume")
-        state = json.loads(state_path.read_text())
-        before = parse_sweep(yaml.safe_load((out / SPEC_FILE).read_text()))
+        damaged = "the sweep folder is damaged: start the sweep afresh in another --out"
+        state = read_json(state_path, "--resume: sweep state", hint=damaged)
+        lacking = [
+            k for k in ("tracking_uri", "parent_run_id", "storage", "experiment", "optuna_storage") if k not in state
+        ]
+        if lacking or not all(isinstance(state[k], str) for k in ("parent_run_id", "storage", "experiment")):
+            raise ConfigError(
+                f"--resume: sweep state {str(state_path)!r} lacks {', '.join(lacking) or 'valid values'}; {damaged}"
+            )
+        before = parse_sweep(read_yaml(out / SPEC_FILE, "--resume: the sweep's settings", hint=damaged))
         if before.raw != spec.raw:
             raise ConfigError(
                 f"--resume: the sweep in {out} was started with other settings; resume with the same flags "
@@ -603,13 +612,22 @@ def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame,
 
 def load_sweep_dir(out: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
     """A finished (or interrupted) sweep directory -> its spec and trials table."""
+    from robustmm.files import read_parquet, read_yaml
+
     out = Path(out)
     if not (out / SPEC_FILE).is_file():
         raise ConfigError(f"{out} is not a sweep directory ({SPEC_FILE} missing); give the --out of a sweep")
-    spec = parse_sweep(yaml.safe_load((out / SPEC_FILE).read_text()))
-    if not (out / "trials.parquet").is_file():
+    spec = parse_sweep(read_yaml(out / SPEC_FILE, "the sweep's settings", hint="it is damaged; restore it"))
+    if not (out / "trials.parquet").exists():
         raise ConfigError(f"{out} has no trials.parquet yet; the sweep has not finished (resume it with --resume)")
-    return spec, pd.read_parquet(out / "trials.parquet")
+    rerank = f"the sweep folder is damaged; `robustmm sweep ... --resume --out {out}` writes it again"
+    trials = read_parquet(out / "trials.parquet", "the sweep's trials table", hint=rerank)
+    lacking = [c for c in ("trial", "status", *spec.keys) if c not in trials.columns]
+    if lacking:
+        raise ConfigError(
+            f"the sweep's trials table {str(out / 'trials.parquet')!r} lacks column(s) {', '.join(lacking)}; {rerank}"
+        )
+    return spec, trials
 
 
 def picked_config(out: str | Path, number: int) -> dict[str, Any]:

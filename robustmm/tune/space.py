@@ -396,8 +396,9 @@ def parse_sweep(raw: Mapping[str, Any]) -> SweepSpec:
         or name.strip(".") == ""
         or len(name) > MAX_NAME
     ):
+        shown = f"{name[:40]!r}… ({len(name)} characters)" if isinstance(name, str) and len(name) > 60 else repr(name)
         raise ConfigError(
-            f"sweep name {name!r} must be a plain file name: 1-{MAX_NAME} ASCII letters, digits, _ - . "
+            f"sweep name {shown} must be a plain file name: 1-{MAX_NAME} ASCII letters, digits, _ - . "
             "(not '.' or '..'); it names the MLflow experiment, the Optuna study and runs/<name>"
         )
     run = on_validation(_section(raw, "run"))
@@ -490,7 +491,7 @@ def _drop_other_dataset_options(raw: dict[str, Any], overrides: Mapping[str, Any
 def load_sweep(path: str | Path, *, smoke: bool = False, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
     """Read a search-space YAML; then the smoke overrides (with `smoke`), then `overrides`
     (same layout, e.g. from command-line flags) win."""
-    raw = load_yaml(path)
+    raw = load_yaml(path, "search space")
     if smoke:
         raw = apply_smoke(raw)
     if overrides:
