@@ -684,7 +684,7 @@ CASES = [
     Case(
         "sweep-resume-json-lacks-keys",
         ["sweep", "space.yaml", "--out", "sweep", "--resume"],
-        ("sweep.json' lacks tracking_uri, parent_run_id",),
+        ("sweep.json' lacks experiment, parent_run_id",),
         all_of(SPACE_FILE, sweep_dir(state=b'{"storage": "x"}')),
     ),
     Case(

@@ -124,10 +124,8 @@ def _open_state(spec: SweepSpec, out: Path, resume: bool) -> dict[str, Any]:
             raise ConfigError(f"--resume: {out} holds no sweep to resume ({STATE_FILE} missing); drop --resume")
         damaged = "the sweep folder is damaged: start the sweep afresh in another --out"
         state = read_json(state_path, "--resume: sweep state", hint=damaged)
-        lacking = [
-            k for k in ("tracking_uri", "parent_run_id", "storage", "experiment", "optuna_storage") if k not in state
-        ]
-        if lacking or not all(isinstance(state[k], str) for k in ("parent_run_id", "storage", "experiment")):
+        lacking = [k for k in ("experiment", "parent_run_id") if k not in state]
+        if lacking or not all(isinstance(state[k], str) for k in ("experiment", "parent_run_id")):
             raise ConfigError(
                 f"--resume: sweep state {str(state_path)!r} lacks {', '.join(lacking) or 'valid values'}; {damaged}"
             )
