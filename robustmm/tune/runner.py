@@ -9,6 +9,7 @@ A sweep directory (`--out`) holds everything needed to inspect and resume it:
     ray/<name>/       Ray Tune's experiment (trial checkpoints, results) unless --storage is given
     records/          one record per ended trial (status, objectives, rows): with the study, the trials table
     error.log         the traceback of an unexpected error that stopped the sweep
+    libraries.log     Ray Tune's and MLflow's warnings and errors (trial tracebacks), unless -v
     trials.parquet    one row per trial: number, status, split (validation), objectives, params, pareto_rank
     rows.parquet      every grid row of every complete trial, with its trial number
     front.md|.parquet|.png|.html   the Pareto front (also on the MLflow parent run)
@@ -263,9 +264,9 @@ def _search(
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # checkpoints every few epochs force experiment snapshots; that is intended, not a warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not verbose:  # our own progress lines instead of Ray's status tables
+    if not verbose:  # our own progress lines instead of Ray's status tables and tracebacks
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        logging.getLogger("ray.tune").setLevel(logging.WARNING)
+        _library_logs_to(folder.out / TUNE_LOG)
     trainable = tune.with_resources(tune.with_parameters(train_trial, spec=spec), {"cpu": spec.cpu, "gpu": spec.gpu})
     tuner, left = None, spec.num_samples
     if resume:  # the callbacks, searcher and scheduler come back from the saved experiment
@@ -289,6 +290,33 @@ def _search(
         tracker.set_tags(parent, {"sweep_state": "finished"})
         tracker.end(parent, "FINISHED")
     return result
+
+
+TUNE_LOG = "libraries.log"
+LIBRARY_LOGGERS = ("ray.tune", "mlflow.store")
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A log file that never complains on stderr (a full disk must not print a traceback per record)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
+def _library_logs_to(path: Path) -> None:
+    """Ray Tune's and MLflow's store's warnings and errors (a failing trial's traceback, a
+    callback's error, each failed SQL write on a full disk) go to `path` instead of stderr: the
+    progress lines say what happened, the one-line error why the sweep stopped, the file how."""
+    handler = _QuietFileHandler(path, delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, _QuietFileHandler)]:
+            logger.removeHandler(old)
+            old.close()
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
 
 
 def _restore(path: str, trainable: Any) -> tuple[Any, str]:
@@ -476,10 +504,10 @@ def _stopped_error(error: BaseException, folder: SweepFolder) -> SweepStopped:
     """The one line that says why the sweep stopped and that it can be continued."""
     again = "then continue the sweep: the same command plus --resume"
     cause = "fix the cause, " + again
-    full = _find(error, lambda e: isinstance(e, OSError) and e.errno == errno.ENOSPC)
+    full = _find(error, _disk_full)
     if full is not None:
         where = getattr(full, "filename", None) or folder.out
-        return SweepStopped(f"the disk is full (no space left writing {where}); free space, {again}")
+        return SweepStopped(f"the disk is full (no space left writing in {where}); free space, {again}")
     oserror = _find(error, lambda e: isinstance(e, OSError) and e.errno is not None)
     if oserror is not None:
         where = getattr(oserror, "filename", None) or folder.out
@@ -495,6 +523,14 @@ def _stopped_error(error: BaseException, folder: SweepFolder) -> SweepStopped:
         f"the sweep stopped on an unexpected error ({type(root).__name__}: {redact(_first_line(root))}); "
         f"{details}; the folder is kept: {cause}"
     )
+
+
+def _disk_full(error: BaseException) -> bool:
+    """A write that found no space: an OSError (also as Ray relays a worker's), or SQLite's."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    text = str(error)
+    return "No space left on device" in text or "database or disk is full" in text
 
 
 def _find(error: BaseException, match: Any) -> BaseException | None:
