@@ -1,4 +1,4 @@
-"""Tiny sweeps that train in seconds on synth-mhd (imported by the tests in this folder)."""
+"""Tiny sweeps that train in seconds on synth-mhd (imported by the tests in tests/tune and tests/faults)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # a grid with what the objectives need and little else: clean, missing, PGD K=2 at two eps
 TINY_GRID = [
