@@ -69,6 +69,19 @@ SMOKE_SHRINK = [
 ]
 
 
+def smoke_spec(*extra: str) -> Any:
+    """The SweepSpec that `sweep_command` runs (the same flags, parsed as the sweep script does)."""
+    import argparse
+
+    from robustmm.tune.command import add_sweep_flags, find_space, overrides_from
+    from robustmm.tune.space import load_sweep
+
+    parser = argparse.ArgumentParser()
+    add_sweep_flags(parser)
+    args = parser.parse_args([*SMOKE_SHRINK, *extra])
+    return load_sweep(find_space("gmcwd_weights.yaml"), smoke=args.smoke, overrides=overrides_from(args))
+
+
 def sweep_env() -> dict[str, str]:
     """The environment of a sweep driver started by a test: no input, no cluster to join."""
     env = dict(os.environ, CI="true", PYTHONUNBUFFERED="1")
