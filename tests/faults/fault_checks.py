@@ -1,11 +1,13 @@
 """What every fault test asks of a sweep folder once the sweep has ended: each trial recorded
 once, in the state its row gives, nothing left RUNNING; and the trials' numbers equal to those
-of a run that met no fault (imported by the tests in this folder)."""
+of a run that met no fault (imported by the tests in this folder; `census` gives the same as
+counts, for bench/faults.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -74,3 +76,59 @@ def same_values(reference: Path, out: Path) -> list[int]:
     params = ["trial", *(c for c in ref.columns if c.startswith("param."))]
     merged = ref[params].merge(got[params], on=params, how="inner")
     return sorted(int(n) for n in merged["trial"])
+
+
+def census(out: Path, name: str, keys: Sequence[str], reference: Path | None = None) -> dict[str, Any]:
+    """The figures of one sweep folder that the fault suite asserts on, as counts (for bench/faults.py):
+    trials by status, duplicates and RUNNING leftovers in each record, and, against a `reference`
+    folder of the same sweep, how many trials hold the same values and of those how many ended
+    with equal objectives and rows."""
+    trials = pd.read_parquet(out / "trials.parquet")
+    rows = pd.read_parquet(out / "rows.parquet") if (out / "rows.parquet").is_file() else pd.DataFrame()
+    study = load_study(out, name)
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    children = [r for r in runs if r.data.tags.get("robustmm.kind") == "trial"]
+    child_numbers = [int(c.data.tags["trial_number"]) for c in children]
+    repeated_steps = 0
+    for c in children:
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "representation/loss")]
+        repeated_steps += len(steps) - len(set(steps))
+    params = [c for c in trials.columns if c.startswith("param.")]
+    figures: dict[str, Any] = {
+        "trials": len(trials),
+        "status": {str(k): int(v) for k, v in trials["status"].value_counts().items()},
+        "duplicates": {
+            "trials.parquet numbers": int(trials["trial"].duplicated().sum()),
+            "study numbers": len(study.trials) - len({t.number for t in study.trials}),
+            "MLflow runs per number": len(child_numbers) - len(set(child_numbers)),
+            "sampled values": int(trials[params].round(12).duplicated().sum()),
+            "rows.parquet rows": int(rows.duplicated().sum()) if not rows.empty else 0,
+            "MLflow epoch steps": repeated_steps,
+        },
+        "running": {
+            "trials.parquet": int(trials["status"].isin(["running", "interrupted"]).sum()),
+            "study (RUNNING, WAITING)": sum(
+                t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING) for t in study.trials
+            ),
+            "MLflow runs": sum(r.info.status == "RUNNING" for r in runs),
+        },
+    }
+    try:
+        assert_recorded_once(out, name, keys)
+        figures["records_agree"] = True
+    except AssertionError as e:
+        figures["records_agree"] = False
+        figures["records_disagree"] = str(e)[:500]
+    if reference is not None:
+        same = same_values(reference, out)
+        equal = []
+        for n in same:
+            try:
+                assert_same_trials(reference, out, [n], keys)
+                equal.append(n)
+            except AssertionError:
+                pass
+        figures["same_values_as_reference"] = same
+        figures["equal_to_reference"] = equal
+    return figures

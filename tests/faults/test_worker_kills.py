@@ -1,43 +1,28 @@
-"""Faults inside trials, in one sweep: a trial's worker SIGKILLed at three points of its run, and a
-trial whose loss turns NaN.
+"""Faults inside trials, in one sweep: a trial's worker SIGKILLed at each of three points of its
+run (tests/faults/injection.py), and a trial whose loss turns NaN.
 
 Four trials on a grid over `train.lr`, two at a time, a checkpoint every 2 epochs (3
 representation + 2 classifier epochs: checkpoints after representation epochs 2 and 3 and
-classifier epoch 2). The worker of one trial is killed
-
-- `before_checkpoint`: at its first epoch report, when no checkpoint exists yet (it starts over);
-- `after_checkpoint`: right after its first checkpoint was persisted (it continues from it);
-- `in_evaluation`: while it evaluates the grid after its last training epoch (it only evaluates
-  again). A function trainable waits inside `tune.report` until the driver asks for its next
-  result, so the worker evaluates only once the driver has taken the last epoch's checkpoint;
-  the kill waits (bounded) until the worker has spent CPU time since then, i.e. is evaluating
-  (PGD with 20 steps makes the evaluation last about a second of CPU, the kill comes at 0.2 s).
-
-The fourth trial (lr 1e6) diverges at its second step. The same sweep without kills is the
-reference: each retried trial ends with the reference's objectives and grid rows, and the
-sweep's records hold each trial once (Optuna, MLflow, trials.parquet), none left RUNNING.
+classifier epoch 2). The same sweep is run first without kills, as the reference; then the
+worker of its lr-0.001 trial is killed before any checkpoint, that of lr 0.002 right after its
+first checkpoint, that of lr 0.003 while it evaluates the grid (PGD with 20 steps: about a
+second of CPU; the kill comes 0.2 s in). The fourth trial (lr 1e6) diverges at its second step.
+Each retried trial ends with the reference's objectives and grid rows, and the sweep's records
+hold each trial once (Optuna, MLflow, trials.parquet), none left RUNNING.
 """
 
 from __future__ import annotations
-
-import os
-import signal
-import threading
-import time
-from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from ray import tune
 
-from robustmm.tune.callbacks import trial_number
 from robustmm.tune.runner import run_sweep
 from robustmm.tune.space import parse_sweep
 
 from fault_checks import assert_recorded_once, load_study
+from injection import POINTS, KillWorkers, retry_took_over
 from sweep_helpers import tiny_sweep
 
 pytestmark = pytest.mark.slow
@@ -46,68 +31,10 @@ pytestmark = pytest.mark.slow
 KILL_AT = {0.001: "before_checkpoint", 0.002: "after_checkpoint", 0.003: "in_evaluation"}
 DIVERGES = 1e6
 LAST_EPOCH = ("classifier", 2)  # the last training epoch's report; its checkpoint comes with it
-CPU_IN_EVALUATION = 0.2  # CPU seconds the worker spends after that checkpoint before it is killed
 GRID = [
     {"attack": "missing", "targets": "each"},
     {"attack": "pgd", "targets": "each", "eps": [0.1, 0.2], "alpha": 0.05, "steps": 20},
 ]
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process (None once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class KillWorkers(tune.Callback):
-    """SIGKILL each planned trial's worker once, at its point (KILL_AT), and note what happened:
-    `killed[number]` (point, pid), `seen[number]` (every report the driver received: iteration,
-    iterations since the last restore, worker pid, trial status), `missed` (a kill that never came)."""
-
-    def __init__(self) -> None:
-        self.killed: dict[int, dict[str, Any]] = {}
-        self.seen: dict[int, list[tuple[int, int, int, str]]] = {}
-        self.missed: list[str] = []
-
-    def _kill(self, number: int, point: str, pid: int) -> None:
-        self.killed[number] = {"point": point, "pid": pid}
-        os.kill(pid, signal.SIGKILL)
-
-    def _due(self, trial: Any, point: str) -> bool:
-        return KILL_AT.get(trial.config["train.lr"]) == point and trial_number(trial) not in self.killed
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        seen = (result["training_iteration"], result["iterations_since_restore"], int(result["pid"]))
-        self.seen.setdefault(trial_number(trial), []).append((*seen, result.get("trial_status", "")))
-        if self._due(trial, "before_checkpoint") and result["training_iteration"] == 1:
-            if trial.checkpoint is not None:
-                self.missed.append(f"trial {trial_number(trial)} had a checkpoint at its first report")
-            self._kill(trial_number(trial), "before_checkpoint", int(result["pid"]))
-
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        pid = int(trial.last_result["pid"])
-        if self._due(trial, "after_checkpoint"):
-            self._kill(trial_number(trial), "after_checkpoint", pid)
-        elif self._due(trial, "in_evaluation"):
-            if (trial.last_result.get("stage"), trial.last_result.get("epoch")) == LAST_EPOCH:
-                # the worker evaluates once the driver asks for its next result, after this callback
-                start = cpu_seconds(pid)
-                threading.Thread(target=self._kill_evaluating, args=(trial_number(trial), pid, start)).start()
-
-    def _kill_evaluating(self, number: int, pid: int, start: float | None) -> None:
-        deadline = time.monotonic() + 120
-        while start is not None and time.monotonic() < deadline:
-            now = cpu_seconds(pid)
-            if now is None:
-                break
-            if now - start >= CPU_IN_EVALUATION:
-                self._kill(number, "in_evaluation", pid)
-                return
-            time.sleep(0.01)
-        self.missed.append(f"trial {number}: its worker was not seen evaluating (pid {pid})")
 
 
 def _spec():
@@ -128,7 +55,8 @@ def swept(ray_session, tmp_path_factory):
     spec = _spec()
     root = tmp_path_factory.mktemp("faults")
     whole = run_sweep(spec, root / "whole")
-    killer = KillWorkers()
+    numbers = dict(zip(whole.trials["param.train.lr"], whole.trials["trial"], strict=True))
+    killer = KillWorkers({int(numbers[lr]): point for lr, point in KILL_AT.items()}, LAST_EPOCH)
     faulted = run_sweep(spec, root / "faulted", callbacks=[killer])
     return spec, root, whole, faulted, killer
 
@@ -141,7 +69,7 @@ def _by_lr(trials: pd.DataFrame, lr: float) -> pd.Series:
 def test_each_killed_trial_ends_as_if_never_stopped(swept):
     spec, root, whole, faulted, killer = swept
     assert not killer.missed, killer.missed
-    assert {k["point"] for k in killer.killed.values()} == set(KILL_AT.values()), killer.killed
+    assert sorted(k["point"] for k in killer.killed.values()) == sorted(POINTS), killer.killed
     # the seeded grid hands out the same values under the same numbers, killed or not
     key = ["trial", "param.train.lr"]
     pd.testing.assert_frame_equal(whole.trials[key], faulted.trials[key])
@@ -167,21 +95,17 @@ def test_each_retry_continued_from_where_its_worker_died(swept):
     where its retry took over (Ray's result.json is no witness: a retried trial's file is copied
     back from storage's last sync, which may lack the killed attempt's last lines)."""
     _, _, _, _, killer = swept
+    expected = {  # iterations the killed worker reported, iterations its retry reported
+        "before_checkpoint": ([1], [1, 2, 3, 4, 5, 6]),  # no checkpoint: the retry started over
+        "after_checkpoint": ([1, 2], [3, 4, 5, 6]),  # from representation epoch 2's checkpoint
+        "in_evaluation": ([1, 2, 3, 4, 5], [6]),  # from the last training epoch's: evaluation only
+    }
     for number, kill in killer.killed.items():
-        seen = killer.seen[number]
-        before = [it for it, _, pid, _ in seen if pid == kill["pid"]]
-        retry = [(it, since, status) for it, since, pid, status in seen if pid != kill["pid"]]
-        statuses = [status for _, _, pid, status in seen if pid == kill["pid"]]
-        assert "complete" not in statuses, "the killed worker's final report reached the driver"
-        *_, (last, since, status) = retry
-        assert status == "complete" and last == 6, seen
-        if kill["point"] == "before_checkpoint":  # no checkpoint: the retry started over
-            assert before == [1] and since == 6, seen
-        elif kill["point"] == "after_checkpoint":  # from the checkpoint of representation epoch 2
-            assert before == [1, 2] and since == 4, seen
-        else:  # from the last training epoch's checkpoint: the retry only evaluated again
-            assert before == [1, 2, 3, 4, 5] and since == 1, seen
-        assert [it for it, _, _ in retry] == list(range(7 - since, 7)), seen
+        got = retry_took_over(kill, killer.seen[number])
+        assert not got["killed_final_arrived"], "the killed worker's final report reached the driver"
+        assert got["retry_status"] == "complete", got
+        assert (got["killed_reported"], got["retry_iterations"]) == expected[kill["point"]], (kill, got)
+        assert got["since_restore"] == len(got["retry_iterations"]), got
 
 
 def test_the_records_hold_each_trial_once_and_none_running(swept):
