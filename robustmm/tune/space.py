@@ -319,10 +319,13 @@ class SweepSpec:
         return {p.key: p.grid_values() for p in self.params}
 
     def make_sampler(self, seed_offset: int = 0) -> Any:
-        """The seeded Optuna sampler named by the spec (seed + `seed_offset`)."""
+        """The seeded Optuna sampler named by the spec (seed + `seed_offset`). The grid sampler
+        keeps its seed: it maps trial number k to point k of the grid shuffled by that seed, so a
+        reseeded one (after a resume) would hand out points the study already ran."""
         import optuna
 
-        opts, seed = dict(self.sampler_options), self.sampler_seed + seed_offset
+        offset = 0 if self.sampler == "grid" else seed_offset
+        opts, seed = dict(self.sampler_options), self.sampler_seed + offset
         try:
             if self.sampler == "tpe":
                 return optuna.samplers.TPESampler(seed=seed, **opts)

@@ -1,27 +1,3 @@
-"""One Ray instance for the whole test run: 2 CPUs, no dashboard, a small object store."""
+"""The sweep tests' environment and session-wide Ray instance (tests/sweep_session.py)."""
 
-from __future__ import annotations
-
-import os
-import tempfile
-
-import pytest
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback test cluster; set before ray is imported
-# generated data go to a cache of this test run; set before Ray starts so its workers see it too
-os.environ.setdefault("ROBUSTMM_CACHE", tempfile.mkdtemp(prefix="robustmm-test-cache-"))
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            object_store_memory=100 * 1024**2,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    yield ray
+from sweep_session import ray_session  # noqa: F401  (a fixture)

@@ -175,3 +175,43 @@ def test_a_trial_ray_reruns_after_it_was_told_is_not_told_again(tmp_path):
     again.on_trial_complete("ray_0", result={"trial_status": "running"})
     (trial,) = study_of(spec, tmp_path).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.values == [0.8, 0.6]
+
+
+def test_a_restored_grid_sweep_hands_out_every_point_once(tmp_path):
+    grid = {
+        "model.tau": {"type": "categorical", "choices": [0.1, 0.2, 0.3, 0.4]},
+        "train.batch_size": {"type": "categorical", "choices": [32, 64]},
+    }
+    spec = make_spec("grid", grid)
+    first = searcher(spec, tmp_path)
+    for i in range(3):
+        first.suggest(f"t{i}")
+        first.on_trial_complete(f"t{i}", DONE)
+    again = searcher(spec, tmp_path)
+    again.set_state(first.get_state())  # what Tuner.restore does on --resume
+    for i in range(3, 8):
+        again.suggest(f"t{i}")
+        again.on_trial_complete(f"t{i}", DONE)
+    points = [(t.params["model.tau"], t.params["train.batch_size"]) for t in study_of(spec, tmp_path).trials]
+    assert len(points) == 8 and len(set(points)) == 8
+
+
+def test_a_stopped_sweeps_open_trials_wait_and_a_restored_owner_takes_them_back(tmp_path):
+    from optuna.storages import RDBStorage
+
+    from robustmm.tune.search import STOPPED_ATTR, stop_open
+
+    spec = make_spec()
+    s = searcher(spec, tmp_path)
+    held, orphan = s.suggest("held"), s.suggest("orphan")
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert stop_open(storage, spec.name, "the sweep was interrupted") == [0, 1]
+    trials = study_of(spec, tmp_path).trials
+    assert [t.state.name for t in trials] == ["WAITING", "WAITING"]
+    assert trials[0].user_attrs[STOPPED_ATTR] == "the sweep was interrupted"
+    state = {"numbers": {"held": held[NUMBER_KEY]}}  # Ray restored only the first trial
+    again = searcher(spec, tmp_path)
+    again.set_state(state)
+    assert [t.state.name for t in study_of(spec, tmp_path).trials] == ["RUNNING", "WAITING"]
+    handed = again.suggest("new")
+    assert handed[NUMBER_KEY] == orphan[NUMBER_KEY] and values(handed) == values(orphan)

@@ -1,5 +1,7 @@
 """`python sweeps/gmcwd_weights.py --smoke --resume` after the driver was killed finishes the
-same sweep: no trial twice in Ray, in the Optuna study or in MLflow."""
+same sweep: no trial twice in Ray, in the Optuna study or in MLflow, and every trial it carried
+over (finished, cut short or handed out before the stop) ends with the numbers of a sweep that
+was never stopped."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from fault_checks import assert_recorded_once, assert_same_trials, same_values
 from sweep_helpers import REPO, sweep_command, sweep_env
 
 pytestmark = pytest.mark.slow
@@ -37,7 +40,7 @@ def _finish(out, *extra, timeout=600):
 
 
 @pytest.mark.parametrize("how", ["killed", "ctrl-c"])
-def test_resume_after_the_driver_was_stopped(tmp_path, how):
+def test_resume_after_the_driver_was_stopped(tmp_path, how, smoke_reference):
     out = tmp_path / "sweep"
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
@@ -78,6 +81,14 @@ def test_resume_after_the_driver_was_stopped(tmp_path, how):
     assert len(reported) == N  # (a trial killed before its first report may leave a folder without results)
     values = trials[[c for c in trials.columns if c.startswith("param.")]].round(12)
     assert not values.duplicated().any(), "a resumed sweep handed out the same values twice"
+
+    keys = ["clean_accuracy", "worst_modality_auc_pgd"]
+    assert_recorded_once(out, "gmcwd_weights", keys)  # the study and MLflow: each trial once, none RUNNING
+    # the trials it carried over equal those of a sweep never stopped; the ones sampled after
+    # the resume are new draws (the sampler is reseeded so as not to repeat its earlier draws)
+    carried = same_values(smoke_reference, out)
+    assert set(before) <= set(carried), (sorted(before), carried)
+    assert_same_trials(smoke_reference, out, carried, keys)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     exp = client.get_experiment_by_name("gmcwd_weights")

@@ -1,4 +1,4 @@
-"""Tiny sweeps that train in seconds on synth-mhd (imported by the tests in this folder)."""
+"""Tiny sweeps that train in seconds on synth-mhd (imported by the tests in tests/tune and tests/faults)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 # a grid with what the objectives need and little else: clean, missing, PGD K=2 at two eps
 TINY_GRID = [
@@ -67,6 +67,19 @@ SMOKE_SHRINK = [
     "--set=dataset.n_test=100",
     "--set=eval.grid=[{attack: pgd, targets: each, eps: [0.1, 0.2], alpha: 0.05, steps: 2}]",
 ]
+
+
+def smoke_spec(*extra: str) -> Any:
+    """The SweepSpec that `sweep_command` runs (the same flags, parsed as the sweep script does)."""
+    import argparse
+
+    from robustmm.tune.command import add_sweep_flags, find_space, overrides_from
+    from robustmm.tune.space import load_sweep
+
+    parser = argparse.ArgumentParser()
+    add_sweep_flags(parser)
+    args = parser.parse_args([*SMOKE_SHRINK, *extra])
+    return load_sweep(find_space("gmcwd_weights.yaml"), smoke=args.smoke, overrides=overrides_from(args))
 
 
 def sweep_env() -> dict[str, str]:
