@@ -1,33 +1,88 @@
-"""The Ray a sweep runs on: a private local instance unless an address is given."""
+"""The Ray a sweep runs on: a private local instance on loopback unless an address is given.
+
+What Ray 2.60 does that this module works around:
+
+- Bind address. Every Ray process binds its ports to 127.0.0.1 when the node's IP is a loopback
+  address and to all interfaces otherwise (`dashboard/agent.py`, `dashboard/head.py`,
+  `autoscaler/v2/monitor.py`; the GCS, raylet and workers, C++, behave the same, which
+  tests/tune/test_private_ray_loopback.py checks). On Linux, `ray.init(_node_ip_address=
+  "127.0.0.1")` cannot ask for loopback: `services.resolve_ip_for_localhost` turns a loopback
+  address into the machine's routable one, and so does the default `get_node_ip_address`, unless
+  `ray_constants.ENABLE_RAY_CLUSTER` is off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the macOS and
+  Windows default). `_loopback_node` switches it off while the private instance starts.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from robustmm.errors import ConfigError
+
+LOOPBACK = "127.0.0.1"
+CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # read by ray._private.ray_constants
 
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
     """The Ray a sweep runs on: the cluster at `address` when one is given (`--address`, else
     RAY_ADDRESS, which `ray job submit` sets; `auto` finds one started on this machine), else a
-    private local instance of its own, never another user's Ray found on the machine. Returns a
-    line saying which."""
+    private local instance of its own on 127.0.0.1, never another user's Ray found on the
+    machine. Returns a line saying which."""
     import ray
 
     if ray.is_initialized():
         return "using the Ray instance already running in this process"
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        return f"started a private local Ray instance ({ray.cluster_resources().get('CPU', 0):g} CPUs)"
+    if address is None or address == "local":
+        with _loopback_node():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        cpus = ray.cluster_resources().get("CPU", 0)
+        return f"started a private local Ray instance on {LOOPBACK} ({cpus:g} CPUs)"
     try:
         ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConfigError(
-            f"cannot join the Ray cluster at {address!r} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            f"cannot join the Ray cluster at {address!r} ({_first_line(e)}); "
             "start it first, or drop --address (and RAY_ADDRESS) to run on a private local instance"
         ) from e
     return f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}"
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` set, as it was afterwards."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """A Ray started inside takes 127.0.0.1 as its node IP, so all its processes bind there:
+    this process reads the switch from ray_constants (imported long before), the processes
+    ray.init starts (GCS, raylet, agents, and through the raylet every worker) from the
+    environment they inherit."""
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _env({CLUSTER_SWITCH: "0"}):
+            yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def check_resources(cpu: float, gpu: float) -> None:
