@@ -10,13 +10,20 @@ What Ray 2.60 does that this module works around:
   address into the machine's routable one, and so does the default `get_node_ip_address`, unless
   `ray_constants.ENABLE_RAY_CLUSTER` is off (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, the macOS and
   Windows default). `_loopback_node` switches it off while the private instance starts.
+- Token file. A new local instance turns token authentication on unless RAY_AUTH_MODE says
+  otherwise and writes a missing `~/.ray/auth_token` with a plain `open(path, "w")`, readable by
+  everyone under the usual umask (`_private/authentication/authentication_token_setup.py`).
+  `guard_token_file` writes it first, 0600.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 from robustmm.errors import ConfigError
 
@@ -35,6 +42,7 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
         return "using the Ray instance already running in this process"
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None or address == "local":
+        guard_token_file()
         with _loopback_node():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         cpus = ray.cluster_resources().get("CPU", 0)
@@ -83,6 +91,42 @@ def _loopback_node() -> Iterator[None]:
             yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def token_file() -> Path | None:
+    """The token file a new local Ray reads or writes, or None when it uses none: token auth
+    off (RAY_AUTH_MODE other than token), or the token given in RAY_AUTH_TOKEN."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if (mode is not None and mode.lower() != "token") or os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return Path(os.environ["RAY_AUTH_TOKEN_PATH"]).expanduser()
+    return Path.home() / ".ray" / "auth_token"
+
+
+def guard_token_file() -> Path | None:
+    """Make the token file a new local Ray uses readable by its owner only: write a missing
+    default one ourselves, 0600 from its creation, in a 0700 ~/.ray (Ray would write it 0644);
+    take group and other access off one found with them. Returns the file, if any."""
+    path = token_file()
+    if path is None:
+        return None
+    if not path.exists() and "RAY_AUTH_TOKEN_PATH" not in os.environ:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another driver wrote it meanwhile
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))  # what Ray's generate_new_authentication_token makes
+    try:
+        info = path.stat()
+        if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+    except OSError:  # RAY_AUTH_TOKEN_PATH names a missing file: Ray says so itself
+        pass
+    return path
 
 
 def check_resources(cpu: float, gpu: float) -> None:

@@ -1,11 +1,15 @@
 """The private local Ray of a sweep without an address: every port of every one of its processes
-listens on loopback only (Ray's default token authentication on, HOME a temporary folder)."""
+listens on loopback only, and the token file of its token authentication is its owner's alone.
+
+One instance (Ray's default token authentication on, HOME a temporary folder) serves both tests.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +139,11 @@ def test_every_port_of_the_private_ray_is_on_loopback(private_ray):
     assert driver in pids and info["worker"] in pids and len(pids) >= 4, sockets
     exposed = [s for s in sockets if not _loopback(s[2])]
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_the_private_rays_token_file_is_its_owners_alone(private_ray):
+    _, _, home, _ = private_ray
+    token = home / ".ray" / "auth_token"
+    assert token.is_file() and len(token.read_text().strip()) == 64
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token.parent.stat().st_mode) == 0o700
