@@ -14,6 +14,9 @@ What Ray 2.60 does that this module works around:
   otherwise and writes a missing `~/.ray/auth_token` with a plain `open(path, "w")`, readable by
   everyone under the usual umask (`_private/authentication/authentication_token_setup.py`).
   `guard_token_file` writes it first, 0600.
+- Joining. `ray.init(address=...)` retries an address where no GCS answers for minutes
+  (`node.Node._init_gcs_client`: 20 tries of up to ~40 s); `_check_reachable` gives up after
+  CONNECT_TIMEOUT_S without an answer from a gRPC server there, and ray.init gets GCS_TRIES.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +34,8 @@ from robustmm.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
 CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # read by ray._private.ray_constants
+CONNECT_TIMEOUT_S = 10.0  # for the GCS of --address to answer (see probe)
+GCS_TRIES = "2"  # ray.init's GCS connection tries (up to ~40 s each) once a gRPC server answered
 
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
@@ -47,12 +54,15 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         cpus = ray.cluster_resources().get("CPU", 0)
         return f"started a private local Ray instance on {LOOPBACK} ({cpus:g} CPUs)"
+    _check_reachable(address)
     try:
-        ray.init(address=address, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+        with _env({"RAY_gcs_server_port_wait_time_s": os.environ.get("RAY_gcs_server_port_wait_time_s", GCS_TRIES)}):
+            ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as e:
         raise ConfigError(
-            f"cannot join the Ray cluster at {address!r} ({_first_line(e)}); "
-            "start it first, or drop --address (and RAY_ADDRESS) to run on a private local instance"
+            f"cannot join the Ray cluster at {address!r} ({_first_line(e)}); give the head's GCS port and, for a "
+            "cluster with token authentication, set RAY_AUTH_MODE=token and its token (~/.ray/auth_token) here; "
+            "or drop --address (and RAY_ADDRESS) to run on a private local instance"
         ) from e
     return f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}"
 
@@ -127,6 +137,74 @@ def guard_token_file() -> Path | None:
     except OSError:  # RAY_AUTH_TOKEN_PATH names a missing file: Ray says so itself
         pass
     return path
+
+
+def _gcs_endpoint(address: str) -> tuple[str, int]:
+    """(host, port) that ray.init(address) connects to first."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    if address.startswith("ray://"):  # Ray Client: its server's port, 10001 by default
+        host, _, port = address.removeprefix("ray://").partition("/")[0].rpartition(":")
+        return (host, int(port)) if host and port.isdigit() else (address.removeprefix("ray://"), 10001)
+    try:
+        resolved = canonicalize_bootstrap_address(address)  # `auto`: the last `ray start` here
+    except (ConnectionError, ValueError) as e:
+        raise ConfigError(
+            f"--address {address!r}: {_first_line(e)}; give the head's host:port, or drop --address (and "
+            "RAY_ADDRESS) to run on a private local instance"
+        ) from e
+    if resolved is None:
+        raise ConfigError(f"--address {address!r} names no cluster; give the head's host:port")
+    host, _, port = resolved.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+# an HTTP/2 client's first bytes: the connection preface and an empty SETTINGS frame
+H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def probe(host: str, port: int, timeout: float) -> str:
+    """What answers at host:port within `timeout` seconds: "grpc", an HTTP/2 server (Ray's GCS
+    and its Ray Client server are gRPC servers), which sends its SETTINGS frame; "other", a
+    connection opened but no such answer came (another service, or a proxy that accepts every
+    connection); "", no connection. With RAY_USE_TLS an open port is all that is checked."""
+    deadline = time.monotonic() + timeout
+    try:
+        conn = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return ""
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return "grpc"
+        head = b""
+        try:
+            conn.settimeout(max(0.05, deadline - time.monotonic()))
+            conn.sendall(H2_HELLO)
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+        except OSError:
+            pass
+    return "grpc" if len(head) == 9 and head[3] == 0x04 else "other"  # byte 3: the frame type, 4 SETTINGS
+
+
+def _check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
+    """host:port of `address`'s GCS, where a gRPC server must answer within `timeout` seconds
+    (ray.init would retry for minutes)."""
+    host, port = _gcs_endpoint(address)
+    shown = f"{host}:{port}"
+    found = probe(host, port, timeout)
+    if found != "grpc":
+        said = "" if shown == address else f" ({shown})"
+        what = "nothing answered" if not found else "a connection opened, but no Ray GCS (a gRPC server) answered"
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address!r}{said}: {what} within {timeout:g} s; start the head "
+            "there (`ray start --head`) or give its GCS port in --address (and RAY_ADDRESS), or drop both to run "
+            "on a private local instance"
+        )
+    return shown
 
 
 def check_resources(cpu: float, gpu: float) -> None:
