@@ -286,6 +286,9 @@ def collect(grid: Any, spec: SweepSpec, unfinished: set[int] = frozenset()) -> t
     records, all_rows = [], []
     for result in grid:
         trial = _TrialView(result)
+        if trial_number(trial) is None:  # no config saved either: nothing ties it to a study trial
+            log.warning("left out a Ray trial without an Optuna trial number (%s)", result.path)
+            continue
         status, reason = trial_outcome(trial)
         if trial_number(trial) in unfinished:
             status, reason = "interrupted", "the sweep stopped before this trial ended; continue it with --resume"
@@ -318,7 +321,7 @@ class _TrialView:
     """What trial_outcome/trial_number read, from a ray.tune.Result."""
 
     def __init__(self, result: Any) -> None:
-        self.config = result.config or {}
+        self.config = result.config or self._saved_config(result)
         self.last_result = result.metrics or {}
         self.status = "ERROR" if result.error is not None else "TERMINATED"
         self.error = result.error
@@ -327,6 +330,16 @@ class _TrialView:
     @property
     def trial_id(self) -> str:
         return str(self.last_result.get("trial_id", ""))
+
+    @staticmethod
+    def _saved_config(result: Any) -> dict[str, Any]:
+        """The config Tune wrote into the trial's folder when it started (params.json): a trial
+        that ended before its first report (its worker or node died) has no result.config."""
+        try:
+            with result.filesystem.open_input_stream(f"{result.path}/params.json") as f:
+                return json.loads(f.read())
+        except (OSError, ValueError, TypeError):
+            return {}
 
 
 def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame, tracker: Tracker, parent: str):
