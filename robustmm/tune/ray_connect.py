@@ -17,18 +17,26 @@ What Ray 2.60 does that this module works around:
 - Joining. `ray.init(address=...)` retries an address where no GCS answers for minutes
   (`node.Node._init_gcs_client`: 20 tries of up to ~40 s); `_check_reachable` gives up after
   CONNECT_TIMEOUT_S without an answer from a gRPC server there, and ray.init gets GCS_TRIES.
+- Losing the cluster. A driver whose GCS is gone is ended by Ray's core worker about a minute
+  later with exit code 1, or Tune returns trials that never reported; `fit_or_lost` watches the
+  GCS and turns either into one ConfigError line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
+import signal
 import socket
 import stat
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from robustmm.errors import ConfigError
 
@@ -36,6 +44,9 @@ LOOPBACK = "127.0.0.1"
 CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # read by ray._private.ray_constants
 CONNECT_TIMEOUT_S = 10.0  # for the GCS of --address to answer (see probe)
 GCS_TRIES = "2"  # ray.init's GCS connection tries (up to ~40 s each) once a gRPC server answered
+WATCH_EVERY_S = 2.0  # how often a running sweep checks that the cluster's GCS answers
+LOST_AFTER_S = 10.0  # the GCS unanswered this long: the cluster is gone
+GIVE_UP_S = 10.0  # then the driver ends itself: Tune is mostly stuck in a call to the gone GCS by then
 
 
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> str:
@@ -205,6 +216,99 @@ def _check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str:
             "on a private local instance"
         )
     return shown
+
+
+def gcs_address() -> str:
+    """host:port of the GCS of the Ray this process is connected to."""
+    import ray
+
+    return ray.get_runtime_context().gcs_address
+
+
+def cluster_alive(address: str, within: float = LOST_AFTER_S) -> bool:
+    """The GCS at `address` (host:port) answers (see probe) at least once within `within` s."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + within
+    while True:
+        if probe(host.strip("[]"), int(port), timeout=min(WATCH_EVERY_S, within)) == "grpc":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def lost_message(address: str) -> str:
+    return (
+        f"lost the Ray cluster at {address} (its GCS stopped answering); trials that did not finish keep their "
+        "last checkpoints: start the cluster again and run the same command plus --resume"
+    )
+
+
+class _Watch(threading.Thread):
+    """Checks every WATCH_EVERY_S that the GCS answers. After LOST_AFTER_S without an answer it
+    asks Tune to stop (SIGUSR1, which Tune's run loop handles like a first Ctrl-C: it ends the
+    loop and saves the experiment), and if the driver is still alive GIVE_UP_S later it ends it
+    with exit code 2 itself (Ray's core worker would end it with code 1 soon after)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(name="robustmm-ray-watch", daemon=True)
+        self.address = address
+        self.lost = threading.Event()  # the watch found the GCS gone
+        self.reported = threading.Event()  # the driver raised the lost-cluster error, which says it
+        self.done = threading.Event()  # the fit ended with the cluster alive
+        self._wake = threading.Event()
+
+    def finish(self, lost: bool) -> None:
+        (self.reported if lost else self.done).set()
+        self._wake.set()
+
+    def run(self) -> None:
+        host, _, port = self.address.rpartition(":")
+        down_since: float | None = None
+        while not self._wake.wait(WATCH_EVERY_S):
+            if probe(host.strip("[]"), int(port), timeout=WATCH_EVERY_S) == "grpc":
+                down_since = None
+                continue
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since >= LOST_AFTER_S:
+                self.lost.set()
+                self._stop_tune()
+                break
+        if self.done.is_set() or self.done.wait(GIVE_UP_S):
+            return
+        if not self.reported.is_set():
+            print(f"robustmm: error: {lost_message(self.address)}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    @staticmethod
+    def _stop_tune() -> None:
+        """Tune's graceful stop, where its handler is installed (tune/tune.py, _setup_signal_catching);
+        never SIGUSR1's default action, which kills the process."""
+        if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            return
+        logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)  # its "Ctrl+C received" warning
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def fit_or_lost(tuner: Any) -> Any:
+    """tuner.fit(), watched: a Ray cluster lost on the way raises one ConfigError saying so
+    (and how to go on) instead of whatever Tune or Ray would raise or return without it."""
+    address = gcs_address()
+    watch = _Watch(address)
+    watch.start()
+    try:
+        grid = tuner.fit()
+    except BaseException as e:
+        lost = watch.lost.is_set() or not cluster_alive(address)
+        watch.finish(lost)  # once lost, the watch stays: a Ray shutdown hung on the gone GCS still ends
+        if lost:
+            raise ConfigError(lost_message(address)) from e
+        raise
+    lost = watch.lost.is_set() or not cluster_alive(address)
+    watch.finish(lost)
+    if lost:
+        raise ConfigError(lost_message(address))
+    return grid
 
 
 def check_resources(cpu: float, gpu: float) -> None:

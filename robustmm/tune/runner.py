@@ -253,7 +253,9 @@ def _run_locked(
             ),
         )
     say(f"running up to {spec.num_samples} trials, {spec.max_concurrent} at a time ({spec.sampler} sampler)")
-    grid = tuner.fit()
+    from robustmm.tune.ray_connect import fit_or_lost  # a lost cluster: one error line, not a traceback
+
+    grid = fit_or_lost(tuner)
     trials, rows = collect(grid, spec, _unfinished(state["optuna_storage"], spec.name))
     result = finish(spec, out, trials, rows, tracker, parent)
     cut_short = bool((trials["status"] == "interrupted").any()) if not trials.empty else False
