@@ -49,7 +49,7 @@ from robustmm.train import epoch_metrics, plan_of
 from robustmm.tune import sweep_folder
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback
 from robustmm.tune.folder_lock import folder_lock
-from robustmm.tune.ray_connect import check_resources, connect_ray
+from robustmm.tune.ray_connect import check_resources, connect_ray, fit_or_lost
 from robustmm.tune.records import RecordCallback, read_records
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
 from robustmm.tune.sweep_folder import (
@@ -279,7 +279,7 @@ def _search(
         tuner = _new_tuner(spec, folder, trainable, parent, left, _expected_trials(spec) - left, callbacks, verbose)
     if tuner is not None:
         say(f"running up to {left} trials, {spec.max_concurrent} at a time ({spec.sampler} sampler)")
-        tuner.fit()
+        fit_or_lost(tuner)  # a lost cluster: one error line, not a traceback
     trials, rows = collect(spec, folder)
     result = finish(spec, folder.out, trials, rows, tracker, parent)
     cut_short = bool((trials["status"] == "interrupted").any()) if not trials.empty else False
@@ -612,6 +612,16 @@ def _from_study(t: Any, spec: SweepSpec) -> dict[str, Any]:
     entry.update(train_seconds=math.nan, eval_seconds=math.nan)
     entry["params"] = dict(t.user_attrs.get(CONFIG_ATTR) or t.params)
     return entry
+
+    @staticmethod
+    def _saved_config(result: Any) -> dict[str, Any]:
+        """The config Tune wrote into the trial's folder when it started (params.json): a trial
+        that ended before its first report (its worker or node died) has no result.config."""
+        try:
+            with result.filesystem.open_input_stream(f"{result.path}/params.json") as f:
+                return json.loads(f.read())
+        except (OSError, ValueError, TypeError):
+            return {}
 
 
 def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame, tracker: Tracker, parent: str):
