@@ -613,16 +613,6 @@ def _from_study(t: Any, spec: SweepSpec) -> dict[str, Any]:
     entry["params"] = dict(t.user_attrs.get(CONFIG_ATTR) or t.params)
     return entry
 
-    @staticmethod
-    def _saved_config(result: Any) -> dict[str, Any]:
-        """The config Tune wrote into the trial's folder when it started (params.json): a trial
-        that ended before its first report (its worker or node died) has no result.config."""
-        try:
-            with result.filesystem.open_input_stream(f"{result.path}/params.json") as f:
-                return json.loads(f.read())
-        except (OSError, ValueError, TypeError):
-            return {}
-
 
 def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame, tracker: Tracker, parent: str):
     """Rank the trials, write the front (table, plots) to `out` and the MLflow parent, tag children."""
