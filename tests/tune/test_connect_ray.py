@@ -30,6 +30,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.slow  # starts two Ray instances
 def test_no_address_means_a_private_ray_never_a_strangers():
     env = sweep_env()
     stranger = subprocess.Popen(

@@ -18,7 +18,10 @@ import pytest
 
 from sweep_helpers import REPO, sweep_env
 
-pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads sockets from /proc (Linux)")
+pytestmark = [
+    pytest.mark.slow,  # starts a Ray instance
+    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads sockets from /proc (Linux)"),
+]
 
 # `import ray` first, as the sweep runner does before connect_ray
 PROBE = """
