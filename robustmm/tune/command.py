@@ -146,7 +146,13 @@ def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
 
 def main(space_name: str, argv: list[str] | None = None, *, script: str | None = None, doc: str = "") -> int:
     """Entry point of a sweeps/ script: `python sweeps/<name>.py [flags]`."""
-    p = Parser(prog=Path(script).name if script else None, description=doc)
+    # the docstring's example commands are one per line: argparse's default formatter would
+    # fill them into one paragraph
+    p = Parser(
+        prog=Path(script).name if script else None,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_sweep_flags(p)
     try:
         args = p.parse_args(argv)
