@@ -304,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("sweep", help="search a space (search_spaces/*.yaml) with Ray Tune + Optuna, track in MLflow")
     sp.add_argument("space", help="search-space YAML, e.g. search_spaces/gmcwd_weights.yaml")
-    add_sweep_flags(sp, verbose=False)
+    add_sweep_flags(sp, subcommand=True)
     sp.set_defaults(func=cmd_sweep)
     pp = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
     pp.add_argument("dir", help="the sweep directory (its --out)")

@@ -5,13 +5,18 @@ for without one names the flag that fixes it."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import runpy
 import sys
 
 import pytest
+import yaml
 
-from sweep_helpers import REPO
+from robustmm.cli import main, parser
+from robustmm.tune.command import Parser, add_sweep_flags
+
+from sweep_helpers import REPO, tiny_sweep
 
 SCRIPTS = sorted((REPO / "sweeps").glob("*.py"))
 
@@ -28,3 +33,48 @@ def test_a_sweep_scripts_help_keeps_its_examples_one_per_line(script, capsys, mo
     shown = capsys.readouterr().out.splitlines()
     for example in examples:
         assert example in shown, "\n".join(shown)
+
+
+def _flags(p: argparse.ArgumentParser) -> set[str]:
+    return {s for a in p._actions for s in a.option_strings if s not in ("-h", "--help")}
+
+
+def _subcommand(name: str) -> argparse.ArgumentParser:
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def test_robustmm_sweep_takes_the_flags_of_a_sweep_script():
+    script = Parser()
+    add_sweep_flags(script)
+    assert _flags(_subcommand("sweep")) == _flags(script)
+    assert {"-v", "--verbose", "--smoke", "--address"} <= _flags(script)
+
+
+@pytest.mark.parametrize(
+    "argv, verbose",
+    [
+        (["sweep", "space.yaml"], False),
+        (["sweep", "space.yaml", "-v"], True),
+        (["sweep", "space.yaml", "--verbose"], True),
+        (["-v", "sweep", "space.yaml"], True),
+    ],
+)
+def test_sweep_verbose_on_either_side_of_the_subcommand(argv, verbose):
+    assert parser().parse_args(argv).verbose is verbose
+
+
+def test_sweep_dash_v_reaches_the_sweep(tmp_path, capsys, monkeypatch):
+    """`robustmm sweep SPACE -v` reaches the sweep with -v on (the sweep itself is stubbed out)."""
+    seen = {}
+
+    def run_from_args(space, args):
+        seen["verbose"] = args.verbose
+        return 0
+
+    monkeypatch.setattr("robustmm.tune.command.run_from_args", run_from_args)
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(tiny_sweep()))
+    assert main(["sweep", str(space), "-v"]) == 0
+    assert seen == {"verbose": True}
+    assert capsys.readouterr().err == ""
