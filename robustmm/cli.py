@@ -223,10 +223,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     spec, trials = load_sweep_dir(args.dir)
     objectives = objective_triples(spec)
     if args.all:
-        shown = pareto.rank_trials(trials, objectives)
-        cols = ["trial", "status", "pareto_rank", *[o[0] for o in objectives]]
-        cols += [c for c in shown.columns if c.startswith("param.")]
-        print(shown[cols].to_string(index=False))
+        from robustmm.pareto.table import trials_text
+
+        print(trials_text(trials, objectives), end="")
     else:
         print(pareto.front_markdown(trials, objectives, title=f"Pareto front of {spec.name}"))
     return 0

@@ -9,7 +9,9 @@ import argparse
 import ast
 import runpy
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -78,3 +80,35 @@ def test_sweep_dash_v_reaches_the_sweep(tmp_path, capsys, monkeypatch):
     assert main(["sweep", str(space), "-v"]) == 0
     assert seen == {"verbose": True}
     assert capsys.readouterr().err == ""
+
+
+def _finished_sweep(path: Path) -> Path:
+    path.mkdir()
+    (path / "sweep.yaml").write_text(yaml.safe_dump(tiny_sweep(), sort_keys=False))
+    trials = pd.DataFrame(
+        {
+            "trial": [0, 1, 2],
+            "status": ["complete", "complete", "pruned"],
+            "clean_accuracy": [0.9, 0.8125, 0.95],
+            "worst_modality_auc_pgd": [0.3, 0.5, 0.6],
+            "param.model.tau": [0.1, 0.25, 0.4],
+        }
+    )
+    trials.to_parquet(path / "trials.parquet", index=False)
+    return path
+
+
+def test_pareto_all_shows_the_cells_of_the_front(tmp_path, capsys):
+    sweep = _finished_sweep(tmp_path / "sweep")
+    assert main(["pareto", str(sweep)]) == 0
+    front = {}
+    for line in capsys.readouterr().out.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0].isdigit():
+            front[cells[0]] = cells[1:]
+    assert front["1"] == ["81.25%", "50.00%", "0.25"]  # the front shows percent
+    assert main(["pareto", str(sweep), "--all"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    for trial, cells in front.items():
+        assert rows[trial][3:] == cells, rows[trial]  # after trial, status, pareto rank: the front's cells
+    assert rows["2"] == ["2", "pruned", "0", "95.00%", "60.00%", "0.4"]
