@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from robustmm.cli import main, parser
@@ -112,3 +113,15 @@ def test_pareto_all_shows_the_cells_of_the_front(tmp_path, capsys):
     for trial, cells in front.items():
         assert rows[trial][3:] == cells, rows[trial]  # after trial, status, pareto rank: the front's cells
     assert rows["2"] == ["2", "pruned", "0", "95.00%", "60.00%", "0.4"]
+
+
+def test_cuda_asked_for_without_one_names_the_device_flag(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CI", "true")
+    out = tmp_path / "run"
+    assert main(["run", "--device", "cuda", "--out", str(out)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(
+        "robustmm: error: device 'cuda' asked for but no CUDA device is available; use --device cpu or --device auto"
+    ), last
+    assert not out.exists()
