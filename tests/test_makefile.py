@@ -45,6 +45,8 @@ def _venv(root: Path, installed: bool = True) -> Path:
 def _make(root: Path, target: str, **rcs: int) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     venv = root / "venv"
     env = dict(os.environ, FAKE_LOG=str(root / "calls.log"))
+    for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):  # under `make test`, the outer make's overrides
+        env.pop(var, None)
     env.update({f"FAKE_{k.upper()}_RC": str(v) for k, v in rcs.items()})
     python = venv / "bin" / "python"
     done = subprocess.run(
