@@ -223,10 +223,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     spec, trials = load_sweep_dir(args.dir)
     objectives = objective_triples(spec)
     if args.all:
-        shown = pareto.rank_trials(trials, objectives)
-        cols = ["trial", "status", "pareto_rank", *[o[0] for o in objectives]]
-        cols += [c for c in shown.columns if c.startswith("param.")]
-        print(shown[cols].to_string(index=False))
+        from robustmm.pareto.table import trials_text
+
+        print(trials_text(trials, objectives), end="")
     else:
         print(pareto.front_markdown(trials, objectives, title=f"Pareto front of {spec.name}"))
     return 0
@@ -304,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("sweep", help="search a space (search_spaces/*.yaml) with Ray Tune + Optuna, track in MLflow")
     sp.add_argument("space", help="search-space YAML, e.g. search_spaces/gmcwd_weights.yaml")
-    add_sweep_flags(sp, verbose=False)
+    add_sweep_flags(sp, subcommand=True)
     sp.set_defaults(func=cmd_sweep)
     pp = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
     pp.add_argument("dir", help="the sweep directory (its --out)")

@@ -13,5 +13,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but no CUDA device is available; use --set device=cpu")
+        raise ConfigError(
+            f"device {name!r} asked for but no CUDA device is available; use --device cpu or --device auto "
+            "(in a config file device: auto; in a sweep --set device=auto)"
+        )
     return torch.device(name)

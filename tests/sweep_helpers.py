@@ -1,13 +1,22 @@
-"""Tiny sweeps that train in seconds on synth-mhd (imported by the tests in tests/tune and tests/faults)."""
+"""Tiny sweeps that train in seconds on synth-mhd (imported by the tests in tests/tune and tests/faults),
+and the bounded waits of the tests that start a service (a Ray head, a helper process): each waits
+for the thing it will use to answer, never for a proxy of it (an open port, an earlier command that
+works), and gives up after a deadline with what the service said, instead of hanging."""
 
 from __future__ import annotations
 
 import copy
 import os
+import queue
+import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,3 +101,77 @@ def sweep_env() -> dict[str, str]:
 def sweep_command(out: Path, *extra: str) -> list[str]:
     """The shrunk smoke sweep into `out`, as a command line."""
     return [sys.executable, str(REPO / "sweeps" / "gmcwd_weights.py"), *SMOKE_SHRINK, f"--out={out}", *extra]
+
+
+# ------------------------------------------------------------------------- bounded waits
+
+T = TypeVar("T")
+
+
+def tail(path: Path | None, chars: int = 3000) -> str:
+    return path.read_text(errors="replace")[-chars:] if path is not None and path.exists() else ""
+
+
+def wait_until(
+    probe: Callable[[], T | None],
+    seconds: float,
+    what: str,
+    *,
+    service: subprocess.Popen | None = None,
+    log: Path | None = None,
+    every: float = 1.0,
+) -> T:
+    """Call `probe` until it returns something other than None (or False), at most `seconds`; fail
+    naming `what` when the time is up or `service` ended first (with the tail of its `log`)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        got = probe()
+        if got is not None and got is not False:
+            return got
+        if service is not None and service.poll() is not None:
+            pytest.fail(f"{what}: the service ended (exit {service.returncode}) first\n{tail(log)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {seconds:.0f} s\n{tail(log)}")
+        time.sleep(every)
+
+
+def lines_of(stream: IO[str]) -> queue.Queue:
+    """The lines of `stream` as they come (None at its end), read by a thread."""
+    q: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return q
+
+
+def next_line(lines: queue.Queue, seconds: float, what: str, seen: list[str] | None = None) -> str:
+    """The next line from `lines_of(...)`, waited for at most `seconds`; fail naming `what` when
+    the stream ends or the time is up (with the lines `seen` so far)."""
+    try:
+        line = lines.get(timeout=seconds)
+    except queue.Empty:
+        pytest.fail(f"{what}: nothing within {seconds:.0f} s\n{''.join(seen or [])[-3000:]}")
+    if line is None:
+        pytest.fail(f"{what}: the output ended first\n{''.join(seen or [])[-3000:]}")
+    return line
+
+
+def first_line(proc: subprocess.Popen, seconds: float, what: str) -> str:
+    """The first line `proc` prints on stdout (a helper saying that it is ready), waited for at
+    most `seconds`; fail naming `what` when the time is up or `proc` ends first. Only that line is
+    read here, so the caller may read the rest (`communicate`) itself."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    got: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: got.put(stdout.readline()), daemon=True).start()
+    try:
+        line = got.get(timeout=seconds)
+    except queue.Empty:
+        pytest.fail(f"{what}: nothing within {seconds:.0f} s")
+    if not line:
+        pytest.fail(f"{what}: it ended (exit {proc.wait(timeout=60)}) first")
+    return line

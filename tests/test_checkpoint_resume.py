@@ -66,6 +66,7 @@ def _params(pipe):
     return [p.detach().clone() for p in (*pipe.model.parameters(), *pipe.classifier.parameters())]
 
 
+@pytest.mark.slow  # trains gmcwd end to end four times
 @pytest.mark.parametrize("at", [("representation", 1), ("representation", 2), ("classifier", 1)])
 def test_resumed_training_equals_uninterrupted(toy, at):
     saved: list[LoopState] = []
@@ -96,6 +97,7 @@ def test_classifier_state_carries_the_frozen_representation(toy):
 CRMT = {"latent_dim": 16, "step2_epochs": 2, "rounds": 2, "lipschitz_samples": 64}
 
 
+@pytest.mark.slow  # two CRMT schedules end to end, six times each (tests/test_plan.py resumes every model fast)
 @pytest.mark.parametrize("name", ["crmt-at", "crmt-mix"])
 @pytest.mark.parametrize("at", [2, 3, 5])  # end of round 1's step 1, inside its step 2, inside round 2
 def test_crmt_resumes_mid_schedule_bit_for_bit(toy, name, at):

@@ -320,6 +320,7 @@ def test_rising_curves_are_flagged_beside_per_cell_and_worst_case_tables(tmp_pat
     assert "7.00 ± – | 41.00 ± –" in R.summary_markdown(single)  # one seed: no std
 
 
+@pytest.mark.slow  # trains every registered model
 def test_all_eleven_models_in_one_report(tmp_path):
     """The thesis protocol on a short budget: every registered model, one seed, every table."""
     args = [*TINY, "--set", "model.reference_epochs=1", "--set", "model.reference_classifier_epochs=1"]

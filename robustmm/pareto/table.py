@@ -21,9 +21,10 @@ from robustmm.pareto.ranking import (
     front,
     objective_values,
     param_columns,
+    rank_trials,
 )
 
-__all__ = ["front_markdown", "front_table", "is_missing", "percent_flags", "summary_line"]
+__all__ = ["front_markdown", "front_table", "is_missing", "percent_flags", "summary_line", "trials_text"]
 
 
 def percent_flags(trials: pd.DataFrame, objs: Sequence[FrontAxis]) -> list[bool]:
@@ -119,3 +120,26 @@ def front_markdown(trials: pd.DataFrame, objectives: Sequence[FrontAxis], title:
         out.append("_no complete trials with all objective values_")
     out += ["", summary_line(trials, len(rows))]
     return "\n".join(out) + "\n"
+
+
+def trials_text(trials: pd.DataFrame, objectives: Sequence[FrontAxis]) -> str:
+    """Every trial, by number, with its status, Pareto rank (0: not ranked) and values, as aligned
+    text (`robustmm pareto --all`). Its cells are the front's: the same labels, objectives in % where
+    the front shows %, parameters to 4 significant digits."""
+    objs = check_axes(trials, objectives)
+    ranked = rank_trials(trials, objs).sort_values("trial", kind="mergesort")
+    percent = percent_flags(trials, objs)
+    params = param_columns(trials)
+    table = pd.DataFrame(
+        {
+            "trial": [_fmt_param(v) for v in ranked["trial"]],
+            "status": [str(v) for v in ranked["status"]],
+            "pareto_rank": [str(int(v)) for v in ranked["pareto_rank"]],
+            **{
+                label: [_fmt_objective(v, pc) for v in ranked[k]]
+                for (k, _, label), pc in zip(objs, percent, strict=True)
+            },
+            **{p.removeprefix(PARAM_PREFIX): [_fmt_param(v) for v in ranked[p]] for p in params},
+        }
+    )
+    return table.to_string(index=False) + "\n"

@@ -39,7 +39,12 @@ def fail(text: str) -> int:
     return 2
 
 
-def add_sweep_flags(p: argparse.ArgumentParser, verbose: bool = True) -> None:
+def add_sweep_flags(p: argparse.ArgumentParser, subcommand: bool = False) -> None:
+    """The flags of a sweep script and of `robustmm sweep SPACE` (one list, so both take the same).
+
+    `subcommand`: `p` is a subcommand of a parser with its own -v, so this -v is only set when
+    given after the subcommand: `robustmm -v sweep` and `robustmm sweep -v` both turn it on.
+    """
     p.add_argument("--smoke", action="store_true", help="a quick version: the space's smoke: settings")
     p.add_argument("--num-samples", type=int, help="number of trials (budget.num_samples)")
     p.add_argument("--max-concurrent", type=int, help="trials running at once (budget.max_concurrent)")
@@ -60,8 +65,13 @@ def add_sweep_flags(p: argparse.ArgumentParser, verbose: bool = True) -> None:
         help="Ray cluster to join: host:port, or auto for one started on this machine (default: RAY_ADDRESS, "
         "which ray job submit sets; else a private local Ray of its own)",
     )
-    if verbose:  # `robustmm -v sweep` has it on the main parser
-        p.add_argument("-v", "--verbose", action="store_true", help="Ray Tune's own progress table and INFO logs")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if subcommand else False,
+        help="Ray Tune's own progress table and INFO logs",
+    )
 
 
 # flags that set one key of a sweep section
@@ -146,7 +156,13 @@ def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
 
 def main(space_name: str, argv: list[str] | None = None, *, script: str | None = None, doc: str = "") -> int:
     """Entry point of a sweeps/ script: `python sweeps/<name>.py [flags]`."""
-    p = Parser(prog=Path(script).name if script else None, description=doc)
+    # the docstring's example commands are one per line: argparse's default formatter would
+    # fill them into one paragraph
+    p = Parser(
+        prog=Path(script).name if script else None,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_sweep_flags(p)
     try:
         args = p.parse_args(argv)

@@ -201,6 +201,7 @@ def _linear_probe(train: torch.Tensor, y_train: torch.Tensor, test: torch.Tensor
         return float((lin(test).argmax(1) == y_test).float().mean())
 
 
+@pytest.mark.slow  # generates 4000 three-modality samples and fits four probes
 def test_linear_probes_rank_the_modalities_like_mhd():
     """Real MHD: the image is the dominant modality, the trajectory weaker, the sound weakest
     (the thesis' MDAE loses far more without the image than without the trajectory)."""

@@ -6,16 +6,24 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from robustmm.tune.folder_lock import LOCK_FILE
 
 from fault_checks import assert_recorded_once, assert_same_trials
-from sweep_helpers import REPO, sweep_command, sweep_env
+from sweep_helpers import REPO, sweep_command, sweep_env, wait_until
 
 pytestmark = pytest.mark.slow
+
+
+def _holds(driver: subprocess.Popen, out) -> bool:
+    """Whether `driver` holds `out`'s lock (the lock file names the holder's PID)."""
+    lock = out / LOCK_FILE
+    try:
+        return lock.read_text().strip() == str(driver.pid)
+    except OSError:
+        return False
 
 
 def test_a_second_sweep_on_a_running_sweeps_folder_is_refused(tmp_path, smoke_reference):
@@ -31,12 +39,7 @@ def test_a_second_sweep_on_a_running_sweeps_folder_is_refused(tmp_path, smoke_re
         start_new_session=True,
     )
     try:
-        deadline = time.time() + 300  # bounded: until the first driver holds the folder
-        while time.time() < deadline and first.poll() is None:
-            if (out / LOCK_FILE).is_file() and (out / LOCK_FILE).read_text().strip() == str(first.pid):
-                break
-            time.sleep(0.2)
-        assert first.poll() is None, "the first sweep ended before it held its folder"
+        wait_until(lambda: _holds(first, out), 300, "the first sweep to hold its folder", service=first, every=0.2)
         second = subprocess.run(
             sweep_command(out), cwd=REPO, env=sweep_env(), capture_output=True, text=True, timeout=120
         )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import optuna
 import pandas as pd
@@ -16,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from fault_checks import assert_recorded_once, assert_same_trials, same_values
-from sweep_helpers import REPO, sweep_command, sweep_env
+from sweep_helpers import REPO, sweep_command, sweep_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +44,8 @@ def test_resume_after_the_driver_was_stopped(tmp_path, how, smoke_reference):
     log_path = tmp_path / "first.log"
     with open(log_path, "w") as log:
         proc = _run(out, log=log)
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            if log_path.read_text().count(" complete: ") >= 2:
-                break
-            time.sleep(0.5)
+        two_complete = lambda: log_path.read_text().count(" complete: ") >= 2
+        wait_until(two_complete, 300, "two trials of the sweep to complete", service=proc, log=log_path, every=0.5)
         assert proc.poll() is None, "the sweep ended before it could be interrupted:\n" + log_path.read_text()[-3000:]
         if how == "killed":
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, no clean-up

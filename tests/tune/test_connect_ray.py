@@ -13,7 +13,7 @@ import pytest
 
 from robustmm.errors import ConfigError
 
-from sweep_helpers import REPO, sweep_command, sweep_env
+from sweep_helpers import REPO, first_line, sweep_command, sweep_env
 
 STRANGER = """
 import ray, sys
@@ -30,20 +30,23 @@ ray.shutdown()
 """
 
 
+@pytest.mark.slow  # starts two Ray instances
 def test_no_address_means_a_private_ray_never_a_strangers():
     env = sweep_env()
     stranger = subprocess.Popen(
         [sys.executable, "-c", STRANGER], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert stranger.stdout is not None
-        theirs = stranger.stdout.readline().strip()  # waits until the stranger's Ray is up
-        assert theirs, "the other Ray instance did not start"
+        theirs = first_line(stranger, 180, "the other Ray instance to start").strip()  # its GCS address, once up
         done = subprocess.run(
             [sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
         )
     finally:
-        stranger.communicate("", timeout=120)
+        try:
+            stranger.communicate("", timeout=120)  # closing its stdin ends the stranger
+        except subprocess.TimeoutExpired:
+            stranger.kill()
+            stranger.communicate()
     assert done.returncode == 0, done.stderr
     assert "started a private local Ray instance" in done.stdout
     ours = next(line.split()[1] for line in done.stdout.splitlines() if line.startswith("gcs "))

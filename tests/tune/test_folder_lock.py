@@ -15,7 +15,7 @@ import pytest
 from robustmm.errors import ConfigError
 from robustmm.tune.folder_lock import LOCK_FILE, folder_lock
 
-from sweep_helpers import REPO
+from sweep_helpers import REPO, first_line
 
 HOLD = "import sys; from robustmm.tune.folder_lock import folder_lock\nwith folder_lock(sys.argv[1]):\n"
 HOLD += "    print('held', flush=True); sys.stdin.read()\n"
@@ -26,7 +26,12 @@ def _holder(out: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(out)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"  # waits for the lock itself
+    try:
+        assert first_line(proc, 60, "the holder to take the lock").strip() == "held"  # waits for the lock itself
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
     return proc
 
 

@@ -10,13 +10,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from sweep_helpers import REPO
+from sweep_helpers import REPO, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -48,40 +47,43 @@ def head(tmp_path):
         f"--ray-client-server-port={client}",
         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}",
     ]  # fmt: skip
-    log = open(tmp_path / "head.log", "w")
+    log_path = tmp_path / "head.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        ok = subprocess.run([RAY, "job", "list", f"--address={address}"], env=env, capture_output=True, timeout=60)
-        if ok.returncode == 0:  # the head answers; its job agent may still be starting (see _submit)
-            break
-        assert proc.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
-        time.sleep(2)
-    else:
-        pytest.fail("the Ray head did not come up:\n" + (tmp_path / "head.log").read_text()[-3000:])
+    try:
+        wait_until(lambda: _runs_a_job(address, env), 240, "the Ray head to run a job", service=proc, log=log_path)
+    except BaseException:
+        _stop(proc, log, temp)
+        raise
     yield address, env
+    _stop(proc, log, temp)
+
+
+READY = "robustmm-test-job-ran"
+
+
+def _runs_a_job(address: str, env: dict[str, str]) -> bool:
+    """Whether the head accepts and runs a job: `ray job list` answers, and even a job listed as
+    submitted can be refused ("No available agent to submit job"), before the agent that runs jobs
+    has registered, and a loaded machine widens that gap; so readiness is a job that ran."""
+    probe = [RAY, "job", "submit", f"--address={address}", "--", sys.executable, "-c", f"print({READY!r})"]
+    try:
+        done = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0 and READY in done.stdout
+
+
+def _stop(proc: subprocess.Popen, log, temp: str) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
     log.close()
     shutil.rmtree(temp, ignore_errors=True)
-
-
-NO_AGENT = "No available agent to submit job"
-
-
-def _submit(cmd: list[str], env: dict[str, str], wait_s: float = 180) -> subprocess.CompletedProcess:
-    """`ray job submit`, retried while the head's job agent is not up yet: `ray job list` answers
-    before the agent that runs jobs has registered, and a loaded machine widens that gap."""
-    deadline = time.time() + wait_s
-    while True:
-        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-        if r.returncode == 0 or NO_AGENT not in r.stdout + r.stderr or time.time() > deadline:
-            return r
-        time.sleep(3)
 
 
 def test_ray_job_submit_runs_the_smoke_sweep_on_the_cluster(head, tmp_path):
@@ -93,7 +95,7 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_the_cluster(head, tmp_path):
         "--epochs=1", "--set=classifier.epochs=1", "--set=dataset.n_train=400", "--set=dataset.n_test=100",
         f"--out={out}",
     ]  # fmt: skip
-    r = _submit(cmd, env)
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     text = r.stdout + r.stderr
     assert r.returncode == 0, text[-4000:]
     assert "joined the" in text and "Pareto front of gmcwd_weights" in text

@@ -5,20 +5,18 @@ trials that never reported."""
 from __future__ import annotations
 
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from sweep_helpers import REPO, sweep_command, sweep_env
+from sweep_helpers import REPO, lines_of, next_line, sweep_command, sweep_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +29,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _answers(port: int) -> bool:
+# what the sweep will do with the head: join it (as the sweep does) and find its CPUs to run trials on
+JOIN = """
+import sys, ray
+from robustmm.tune.ray_connect import connect_ray
+connect_ray(sys.argv[1])
+print("cpus", ray.cluster_resources().get("CPU", 0))
+"""
+
+
+def _joinable(port: int, env: dict[str, str]) -> bool:
+    """Whether a driver can join the head and sees its two CPUs (its GCS port answers earlier)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
+        done = subprocess.run(
+            [sys.executable, "-c", JOIN, f"127.0.0.1:{port}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    except subprocess.TimeoutExpired:
         return False
+    return done.returncode == 0 and "cpus 2.0" in done.stdout
 
 
 @pytest.fixture
@@ -51,33 +66,20 @@ def head(tmp_path):
         RAY, "start", "--head", "--block", f"--port={port}", f"--ray-client-server-port={_free_port()}",
         "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}",
     ]  # fmt: skip
-    log = open(tmp_path / "head.log", "w")
+    log_path = tmp_path / "head.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not _answers(port):
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-3000:]
-        time.sleep(0.5)
-    yield port, proc
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
-    log.close()
-    shutil.rmtree(temp, ignore_errors=True)
-
-
-def _lines(stream) -> queue.Queue:
-    """The lines of `stream` as they come (None at its end), read by a thread."""
-    q: queue.Queue = queue.Queue()
-
-    def read() -> None:
-        for line in stream:
-            q.put(line)
-        q.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    return q
+        wait_until(lambda: _joinable(port, env), 180, "a driver to join the Ray head", service=proc, log=log_path)
+        yield port, proc
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_cluster_lost_mid_trial_ends_the_sweep_with_one_line(head, tmp_path):
@@ -87,17 +89,15 @@ def test_a_cluster_lost_mid_trial_ends_the_sweep_with_one_line(head, tmp_path):
     cmd = sweep_command(tmp_path / "sweep", f"--address=127.0.0.1:{port}")
     sweep = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines, seen = _lines(sweep.stderr), []
+        lines, seen = lines_of(sweep.stderr), []
         deadline = time.monotonic() + 180
         while not any(" started (" in line for line in seen):  # a trial is running on the cluster
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            assert line is not None, "".join(seen)[-3000:]
-            seen.append(line)
+            seen.append(next_line(lines, max(0.1, deadline - time.monotonic()), "a trial to start", seen))
         os.killpg(head_proc.pid, signal.SIGKILL)
         lost_at = time.monotonic()
         sweep.wait(timeout=90)
         took = time.monotonic() - lost_at
-        while (line := lines.get(timeout=30)) is not None:
+        while (line := lines.get(timeout=30)) is not None:  # the sweep ended: its stderr is closing
             seen.append(line)
     finally:
         if sweep.poll() is None:

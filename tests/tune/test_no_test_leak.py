@@ -82,6 +82,7 @@ def objectives(monkeypatch: pytest.MonkeyPatch, data_dir: Path, split: str | Non
     return {k: final[k] for k in (*spec.keys, "split")}
 
 
+@pytest.mark.slow  # four trials trained and evaluated end to end
 def test_scrambled_test_files_leave_the_objectives_unchanged(monkeypatch, tmp_path):
     clean = write_npz(tmp_path / "a", seed=2, test_scale=1.0, scramble=False)
     other = write_npz(tmp_path / "b", seed=3, test_scale=25.0, scramble=True)

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from sweep_helpers import REPO, sweep_env
+from sweep_helpers import REPO, first_line, sweep_env
 
-pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads sockets from /proc (Linux)")
+pytestmark = [
+    pytest.mark.slow,  # starts a Ray instance
+    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads sockets from /proc (Linux)"),
+]
 
 # `import ray` first, as the sweep runner does before connect_ray
 PROBE = """
@@ -117,10 +120,7 @@ def private_ray(tmp_path_factory):
         [sys.executable, "-c", PROBE], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
-        assert probe.stdout is not None
-        up = probe.stdout.readline()  # waits until the instance runs a task
-        assert up, "the private Ray did not start"
-        info = json.loads(up)
+        info = json.loads(first_line(probe, 180, "the private Ray to run a task"))
         yield info, probe.pid, home, _bound(_tree(probe.pid))
     finally:
         try:
