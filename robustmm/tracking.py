@@ -288,3 +288,11 @@ def _forget_artifact_repos(run_ids: list[str]) -> None:
     cache = getattr(utils, "_artifact_repos_cache", None)
     for run_id in run_ids if cache is not None else []:
         cache.pop(run_id, None)
+
+
+def mlflow_loggers() -> tuple[str, ...]:
+    """The loggers MLflow configures when it is imported (it replaces their handlers then, so a
+    caller that redirects them imports MLflow first: here)."""
+    import mlflow  # noqa: F401
+
+    return ("mlflow", "alembic")

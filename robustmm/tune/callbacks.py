@@ -159,15 +159,21 @@ class TrackingCallback(tune.Callback):
 
 
 class ProgressCallback(tune.Callback):
-    """One line per trial start, finish and failure; an epoch line at most every `every_s` seconds."""
+    """One line per trial event (start, retry, end), and while trials run a line at least every
+    `every_s` seconds saying where each one is (stage, epoch, loss): a long epoch or a long
+    evaluation still shows the sweep is alive."""
 
-    def __init__(self, objectives: Sequence[Objective], total: int, every_s: float = 30.0, ended: int = 0) -> None:
+    def __init__(self, objectives: Sequence[Objective], total: int, every_s: float = 10.0, ended: int = 0) -> None:
         # `ended`: trials of the sweep that ended before this Ray experiment (a study carried on)
         self.objectives, self.total, self.every_s, self.ended = list(objectives), total, every_s, ended
-        self._started = time.time()
-        self._last: dict[str, float] = {}
-        self._done_ids: set[str] = set()
+        self._reset()
         self.say: Callable[[str], None] = _stderr
+
+    def _reset(self) -> None:
+        self._started = time.time()
+        self._last_line = time.time()
+        self._seen: dict[str, tuple[float, dict]] = {}  # trial id -> (when, its last epoch report)
+        self._done_ids: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -177,28 +183,52 @@ class ProgressCallback(tune.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("ended", 0)  # pickled before the count existed
+        self.every_s = min(self.every_s, 10.0)  # pickled when the default was 30 s
+        self._reset()
         self.say = _stderr
-        self._started = time.time()
 
     def _name(self, trial: Any) -> str:
         number = trial_number(trial)
         return f"trial {number}" if number is not None else f"trial {trial.trial_id}"
 
+    def _line(self, text: str) -> None:
+        self._last_line = time.time()
+        self.say(text)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in trial_params(trial).items())
-        self.say(f"{self._name(trial)} started ({params})")
+        self._seen[trial.trial_id] = (time.time(), {})
+        self._line(f"{self._name(trial)} started ({params})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("trial_status") == "running":
+            self._seen[trial.trial_id] = (time.time(), result)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.time()
-        if result.get("trial_status") != "running" or now - self._last.get(trial.trial_id, 0) < self.every_s:
+        if now - self._last_line < self.every_s:
             return
-        self._last[trial.trial_id] = now
-        stage = result.get("stage", "")
+        running = [t for t in trials if t.status == "RUNNING"]
+        if not running:
+            return
+        where = "; ".join(self._where(t, now) for t in running)
+        self._line(f"{self._finished(trials)}/{self.total} done, {_duration(now - self._started)}: {where}")
+
+    def _where(self, trial: Any, now: float) -> str:
+        since, result = self._seen.get(trial.trial_id, (now, {}))
+        if not result:
+            return f"{self._name(trial)} starting ({_duration(now - since)})"
+        stage, epoch, total = result.get("stage", ""), result.get("epoch"), result.get("stage_epochs")
+        text = f"{self._name(trial)} {stage} epoch {epoch}" + (f"/{total}" if total else "")
         loss = result.get(f"{stage}/loss")
-        self.say(f"{self._name(trial)}: {stage} epoch {result.get('epoch')} loss {_fmt(loss)}")
+        if loss is not None:
+            text += f" loss {_fmt(loss)}"
+        if now - since >= self.every_s:
+            text += f" (+{_duration(now - since)})"
+        return text
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.say(f"{self._name(trial)} crashed; retrying from its last checkpoint")
+        self._line(f"{self._name(trial)} crashed; retrying from its last checkpoint")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._done(trial, trials)
@@ -206,18 +236,30 @@ class ProgressCallback(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._done(trial, trials, errored=True)
 
+    def _finished(self, trials: list) -> int:
+        return self.ended + len(self._done_ids | {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")})
+
     def _done(self, trial: Any, trials: list, errored: bool = False) -> None:
         status, reason = trial_outcome(trial, ended=True, errored=errored)
         self._done_ids.add(trial.trial_id)
-        ended = self._done_ids | {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
-        finished = self.ended + len(ended)
+        self._seen.pop(trial.trial_id, None)
         result = trial.last_result or {}
         if status == "complete":
             values = ", ".join(f"{o.key} {_pct(result.get(o.key))}" for o in self.objectives)
             text = f"complete: {values}"
         else:
             text = f"{status}: {reason}" if reason else status
-        self.say(f"{self._name(trial)} {text} [{finished}/{self.total} done]")
+        self._line(f"{self._name(trial)} {text} [{self._finished(trials)}/{self.total} done]")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _stderr(text: str) -> None:

@@ -9,7 +9,7 @@ A sweep directory (`--out`) holds everything needed to inspect and resume it:
     ray/<name>/       Ray Tune's experiment (trial checkpoints, results) unless --storage is given
     records/          one record per ended trial (status, objectives, rows): with the study, the trials table
     error.log         the traceback of an unexpected error that stopped the sweep
-    libraries.log     Ray Tune's and MLflow's warnings and errors (trial tracebacks), unless -v
+    libraries.log     Ray's, Ray Tune's, MLflow's and Optuna's warnings and errors (trial tracebacks), unless -v
     trials.parquet    one row per trial: number, status, split (validation), objectives, params, pareto_rank
     rows.parquet      every grid row of every complete trial, with its trial number
     front.md|.parquet|.png|.html   the Pareto front (also on the MLflow parent run)
@@ -49,6 +49,8 @@ from robustmm.train import epoch_metrics, plan_of
 from robustmm.tune import sweep_folder
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback
 from robustmm.tune.folder_lock import folder_lock
+from robustmm.tune.library_logs import FILE as LIBRARY_LOG
+from robustmm.tune.library_logs import LibraryLogs, libraries_to_file
 from robustmm.tune.ray_connect import check_resources, connect_ray, fit_or_lost
 from robustmm.tune.records import RecordCallback, read_records
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
@@ -162,8 +164,8 @@ def run_sweep(
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} exists and is not a directory")
-    with folder_lock(out):  # one driver per folder, before anything is written into it
-        return _run_locked(spec, out, tracking_uri, storage, resume, callbacks, verbose, say, address)
+    with folder_lock(out), libraries_to_file(verbose, say) as logs:  # one driver per folder, before anything is written
+        return _run_locked(spec, out, tracking_uri, storage, resume, callbacks, verbose, say, address, logs)
 
 
 def _folder(
@@ -199,6 +201,7 @@ def _run_locked(
     verbose: bool,
     say: Any,
     address: str | None,
+    logs: LibraryLogs | None,
 ) -> SweepResult:
     folder = _folder(spec, out, _open_state(spec, out, resume), tracking_uri, storage)
     say(f"checking the sweep {spec.name!r}: data, {len(spec.params)} parameters, objectives, grid")
@@ -207,6 +210,8 @@ def _run_locked(
     check_resources(spec.cpu, spec.gpu)
 
     out.mkdir(parents=True, exist_ok=True)
+    if logs is not None:
+        logs.write_to(out / LIBRARY_LOG)
     if resume and folder.own_tracking and move_artifact_root(out / OWN_TRACKING, spec.name, folder.artifact_root):
         say(f"the sweep folder was moved or copied; its MLflow artifacts are now kept in {out / ARTIFACTS}")
     tracker = Tracker(folder.tracking_uri, spec.name, artifact_location=folder.artifact_root)
@@ -264,9 +269,8 @@ def _search(
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # checkpoints every few epochs force experiment snapshots; that is intended, not a warning
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if not verbose:  # our own progress lines instead of Ray's status tables and tracebacks
+    if not verbose:  # our own progress lines instead of Ray's status tables
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        _library_logs_to(folder.out / TUNE_LOG)
     trainable = tune.with_resources(tune.with_parameters(train_trial, spec=spec), {"cpu": spec.cpu, "gpu": spec.gpu})
     tuner, left = None, spec.num_samples
     if resume:  # the callbacks, searcher and scheduler come back from the saved experiment
@@ -290,33 +294,6 @@ def _search(
         tracker.set_tags(parent, {"sweep_state": "finished"})
         tracker.end(parent, "FINISHED")
     return result
-
-
-TUNE_LOG = "libraries.log"
-LIBRARY_LOGGERS = ("ray.tune", "mlflow.store")
-
-
-class _QuietFileHandler(logging.FileHandler):
-    """A log file that never complains on stderr (a full disk must not print a traceback per record)."""
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        pass
-
-
-def _library_logs_to(path: Path) -> None:
-    """Ray Tune's and MLflow's store's warnings and errors (a failing trial's traceback, a
-    callback's error, each failed SQL write on a full disk) go to `path` instead of stderr: the
-    progress lines say what happened, the one-line error why the sweep stopped, the file how."""
-    handler = _QuietFileHandler(path, delay=True)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in LIBRARY_LOGGERS:
-        logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if isinstance(h, _QuietFileHandler)]:
-            logger.removeHandler(old)
-            old.close()
-        logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
-        logger.propagate = False
 
 
 def _restore(path: str, trainable: Any) -> tuple[Any, str]:

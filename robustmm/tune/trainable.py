@@ -56,10 +56,16 @@ class _TrialReporter(Reporter):
 
     def __init__(self, index: int, rows: list, timing: dict) -> None:
         self.index, self.rows, self.timing = index, rows, timing
+        self.stage_epochs: dict[str, int] = {}
+
+    def on_stage(self, seed: int, stage: str, total: int) -> None:
+        self.stage_epochs[stage] = total
 
     def on_epoch(self, seed: int, stage: str, epoch: int, metrics: dict[str, float], state: LoopState | None) -> None:
         out = {f"{stage}/{k}": float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         out.update(stage=stage, epoch=epoch, seed=seed, trial_status="running")
+        if stage in self.stage_epochs:
+            out["stage_epochs"] = self.stage_epochs[stage]  # for the progress line: epoch 3/5
         loop = state.to_dict() if state is not None else None
         payload = {"seed_index": self.index, "rows": self.rows, "loop": loop, "timing": self.timing, "done": False}
         _report(out, payload if state is not None else None)
