@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,15 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")  # the venv's ray command
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 # a grid with what the objectives need and little else: clean, missing, PGD K=2 at two eps
 TINY_GRID = [

@@ -6,26 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from sweep_helpers import REPO, wait_until
+from sweep_helpers import RAY, REPO, free_port, wait_until
 
 pytestmark = pytest.mark.slow
-
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -34,8 +24,8 @@ def head(tmp_path):
     (`ray stop` would also stop the test session's own Ray). Every port it listens on is a free
     one: with Ray's fixed defaults (the job agent's 52365 above all), another Ray on the machine
     — the test session's own — holds them, and the head's job agent never comes up."""
-    port, dash = _free_port(), _free_port()
-    agent, agent_grpc, env_agent, metrics, client = (_free_port() for _ in range(5))
+    port, dash = free_port(), free_port()
+    agent, agent_grpc, env_agent, metrics, client = (free_port() for _ in range(5))
     temp = tempfile.mkdtemp(prefix="rmm-")  # short: Ray's socket paths must stay under 108 bytes
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)

@@ -7,27 +7,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from sweep_helpers import REPO, lines_of, next_line, sweep_command, sweep_env, wait_until
+from sweep_helpers import RAY, REPO, free_port, lines_of, next_line, sweep_command, sweep_env, wait_until
 
 pytestmark = pytest.mark.slow
-
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 # what the sweep will do with the head: join it (as the sweep does) and find its CPUs to run trials on
 JOIN = """
@@ -58,12 +47,12 @@ def _joinable(port: int, env: dict[str, str]) -> bool:
 def head(tmp_path):
     """A Ray head of its own (own temp dir and ports) in its own process group: killing that
     group is `ray stop --force` for this head alone (`ray stop` would stop every Ray here)."""
-    port = _free_port()
+    port = free_port()
     temp = tempfile.mkdtemp(prefix="rmm-")  # short: Ray's socket paths must stay under 108 bytes
     env = sweep_env()
     env["RAY_AUTH_MODE"] = "disabled"
     cmd = [
-        RAY, "start", "--head", "--block", f"--port={port}", f"--ray-client-server-port={_free_port()}",
+        RAY, "start", "--head", "--block", f"--port={port}", f"--ray-client-server-port={free_port()}",
         "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}",
     ]  # fmt: skip
     log_path = tmp_path / "head.log"
