@@ -1,11 +1,11 @@
 """Ray's, MLflow's and Optuna's log lines go to the sweep folder's libraries.log, not the terminal.
 
-A sweep says what happens in its own lines (`[sweep] ...`, one per trial event); the libraries'
-chatter (Ray's token-auth warning and "Started a local Ray instance", MLflow's "Creating initial
-MLflow database tables", Optuna's "A new study created", Ray Tune's `Tuner.restore(...)` advice
-after Ctrl-C, which contradicts `--resume`) and their real warnings and errors (a failing trial's
-traceback, a failed SQL write on a full disk) are kept in the file for whoever needs them. With
-`-v` nothing is moved.
+A sweep says what happens in its own lines (`[sweep] ...`, one per trial event). The libraries'
+chatter stays off the terminal: their informational lines (Ray's "Started a local Ray instance",
+MLflow's "Creating initial MLflow database tables", Optuna's "A new study created") are dropped,
+and their warnings and errors (Ray's token-auth notice, Ray Tune's `Tuner.restore(...)` advice
+after Ctrl-C, which contradicts `--resume`, a failing trial's traceback, a failed SQL write on a
+full disk) are kept in the file for whoever needs them. With `-v` nothing is moved.
 
 The file cannot exist before the sweep's checks pass (a refused sweep writes nothing), so records
 are held in memory until `LibraryLogs.write_to` names it; a sweep refused before that drops them.

@@ -56,6 +56,11 @@ def test_resume_after_the_driver_was_stopped(tmp_path, how, smoke_reference):
     if how == "ctrl-c":
         text = log_path.read_text()
         assert "interrupted" in text and "--resume" in text
+        # only the project's words: Ray Tune's Tuner.restore advice and the libraries' chatter
+        # are in the sweep's libraries.log
+        for chatter in ("Tuner.restore", "WARNING", "Started a local Ray instance", "A new study created"):
+            assert chatter not in text, text[-3000:]
+        assert "Tuner.restore" in (out / "libraries.log").read_text()
         partial = pd.read_parquet(out / "trials.parquet")  # Ctrl-C may land between two trials
         assert "interrupted" in set(partial["status"]) or len(partial) < N
     study = optuna.load_study(study_name="gmcwd_weights", storage=f"sqlite:///{out / 'optuna.db'}")
@@ -65,6 +70,8 @@ def test_resume_after_the_driver_was_stopped(tmp_path, how, smoke_reference):
     again = _finish(out, "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Pareto front of gmcwd_weights" in again.stdout
+    noise = [line for line in again.stderr.splitlines() if line.strip() and not line.startswith("[sweep] ")]
+    assert not noise, noise  # quiet by default: one line per trial event and the progress lines
 
     trials = pd.read_parquet(out / "trials.parquet")
     assert sorted(trials["trial"]) == list(range(N)) and (trials["status"] == "complete").all()
