@@ -4,9 +4,10 @@ at ε, mixup at α) vs clean and worst-modality L2-PGD accuracy.
     python sweeps/crmt_settings.py --smoke                      # laptop, a few minutes
     python sweeps/crmt_settings.py --num-samples 64 --gpu 0.25  # four trials per GPU
     python sweeps/crmt_settings.py --dataset npz --data-dir /data/ks_features   # precomputed features
-    ray submit infra/cluster.yaml sweeps/crmt_settings.py -- --dataset mhd --data-dir /data/mhd
+    ray submit infra/cluster.yaml sweeps/crmt_settings.py -- --address auto --dataset mhd --data-dir /data/mhd
 
-Joins a running Ray cluster when there is one, starts a local one otherwise. The space is
+Starts a private Ray on 127.0.0.1 unless told which cluster to join: --address (--address auto
+for one started on this machine with `ray start`), or RAY_ADDRESS, which `ray job submit` sets. The space is
 search_spaces/crmt_settings.yaml; every flag is in --help.
 """
 

@@ -2,10 +2,11 @@
 
     python sweeps/gmcwd_weights.py --smoke                      # laptop, a few minutes
     python sweeps/gmcwd_weights.py --num-samples 64 --gpu 0.25  # four trials per GPU
-    ray submit infra/cluster.yaml sweeps/gmcwd_weights.py -- --dataset mhd --data-dir /data/mhd
+    ray submit infra/cluster.yaml sweeps/gmcwd_weights.py -- --address auto --dataset mhd --data-dir /data/mhd
     ray job submit --working-dir . -- python sweeps/gmcwd_weights.py --out /shared/runs/gmcwd
 
-Joins a running Ray cluster when there is one, starts a local one otherwise. The space is
+Starts a private Ray on 127.0.0.1 unless told which cluster to join: --address (--address auto
+for one started on this machine with `ray start`), or RAY_ADDRESS, which `ray job submit` sets. The space is
 search_spaces/gmcwd_weights.yaml; every flag is in --help.
 """
 

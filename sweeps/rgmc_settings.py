@@ -3,9 +3,10 @@ training vs clean and worst-modality accuracy.
 
     python sweeps/rgmc_settings.py --smoke                      # laptop, a few minutes
     python sweeps/rgmc_settings.py --num-samples 64 --gpu 0.25  # four trials per GPU
-    ray submit infra/cluster.yaml sweeps/rgmc_settings.py -- --dataset mhd --data-dir /data/mhd
+    ray submit infra/cluster.yaml sweeps/rgmc_settings.py -- --address auto --dataset mhd --data-dir /data/mhd
 
-Joins a running Ray cluster when there is one, starts a local one otherwise. The space is
+Starts a private Ray on 127.0.0.1 unless told which cluster to join: --address (--address auto
+for one started on this machine with `ray start`), or RAY_ADDRESS, which `ray job submit` sets. The space is
 search_spaces/rgmc_settings.yaml; every flag is in --help.
 """
 
