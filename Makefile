@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast lint bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@echo "make: first install: creating $(VENV) and installing robustmm with its pinned dependencies"
@@ -32,7 +32,7 @@ CHECKS_START = fail=0; summary=""; \
 	if [ $$rc -eq 0 ]; then result=passed; else result="FAILED (exit $$rc)"; fail=1; fi; \
 	summary="$$summary$$(printf '\n  %-13s %s' "$$name" "$$result")"; }
 CHECKS_END = check lint-imports $(VENV)/bin/lint-imports; \
-	check ruff $(VENV)/bin/ruff check robustmm tests bench; \
+	check ruff $(VENV)/bin/ruff check robustmm tests bench docs sweeps; \
 	printf '\nmake $@:%s\n' "$$summary"; exit $$fail
 
 test: $(STAMP)
@@ -47,6 +47,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/grid_eval.py
 	$(PY) bench/sweep_overhead.py
+
+# the README's pictures of the MLflow run table, a trial's charts and the front, from a fresh
+# smoke sweep; needs Debian's chromium (apt-get install chromium); rerun when what the UI
+# shows changes
+screenshots: $(STAMP)
+	$(PY) -m pip install --progress-bar on -e '.[screenshots]'
+	$(PY) docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
