@@ -9,6 +9,7 @@ snapshot) still knows every trial it finished.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -19,14 +20,42 @@ from ray import tune
 
 from robustmm.objectives import Objective
 from robustmm.results import write_atomic, write_text
+from robustmm.tracking import Tracker
 from robustmm.tune import sweep_folder
 from robustmm.tune.callbacks import trial_number, trial_outcome, trial_params
 from robustmm.tune.space import SWEEP_SPLIT
 from robustmm.tune.trial_checkpoint import read_rows
 
+MLFLOW_RUN_ATTR = "robustmm.mlflow_run_id"  # a trial's MLflow child run (Optuna user attribute)
+ROWS_ATTR = "robustmm.rows"  # where a complete trial's grid rows are, relative to the sweep folder
+
 
 def _path(root: Path, number: int, suffix: str) -> Path:
     return root / f"trial-{number:04d}{suffix}"
+
+
+def rows_path(number: int) -> str:
+    """A trial's grid rows relative to its sweep folder (right wherever the folder is moved)."""
+    return _path(Path(sweep_folder.RECORDS), number, ".rows.parquet").as_posix()
+
+
+def trial_links(number: int, complete: bool) -> dict[str, str]:
+    """What the study's trial `number` keeps as user attributes to find the rest of it: its
+    MLflow child run id (once the run exists) and, for a complete trial, its rows' path. Reads
+    the active sweep folder, so it is pickled by name with the searcher."""
+    folder = sweep_folder.active()
+    links: dict[str, str] = {}
+    run_id = _tracker(folder.tracking_uri, folder.experiment).find_child(folder.parent_run_id, str(number))
+    if run_id is not None:
+        links[MLFLOW_RUN_ATTR] = run_id
+    if complete:
+        links[ROWS_ATTR] = rows_path(number)
+    return links
+
+
+@functools.lru_cache(maxsize=4)
+def _tracker(uri: str, experiment: str) -> Tracker:
+    return Tracker(uri, experiment)
 
 
 def write_record(root: Path, record: dict[str, Any], rows: pd.DataFrame | None) -> None:

@@ -52,7 +52,7 @@ from robustmm.tune.folder_lock import folder_lock
 from robustmm.tune.library_logs import FILE as LIBRARY_LOG
 from robustmm.tune.library_logs import LibraryLogs, libraries_to_file
 from robustmm.tune.ray_connect import check_resources, connect_ray, fit_or_lost
-from robustmm.tune.records import RecordCallback, read_records
+from robustmm.tune.records import RecordCallback, read_records, trial_links
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
 from robustmm.tune.sweep_folder import (
     ARTIFACTS,
@@ -390,6 +390,7 @@ def _new_tuner(
         study_name=spec.name,
         storage=sweep_folder.optuna_url,
         make_sampler=spec.make_sampler,
+        links=trial_links,
     )
     search = tune.search.ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
     scheduler = None

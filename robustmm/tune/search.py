@@ -20,6 +20,10 @@ documented `optuna.storages.BaseStorage` methods. What it guarantees:
    is PRUNED; a trial whose loss diverged (`trial_status: failed`) or that errored is FAIL.
    Neither ever enters the Pareto front. A trial the study already holds as finished (Ray
    re-ran it after a resume) is not told twice.
+4. What Optuna's own tools show reads as the sweep does: the study's metric names are the
+   objectives' keys (set on an older study too when it is opened), and each trial's user
+   attributes say where the rest of it lives (`links`: its MLflow run, its grid rows), set from
+   its first result and again just before it is told, while Optuna still lets them change.
 
 One searcher drives one study: a second process asking from the same study at the same time
 would have its running trials taken for orphans on a restore.
@@ -28,7 +32,9 @@ would have its running trials taken for orphans on a restore.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,11 +46,15 @@ from ray.tune.search import Searcher
 
 from robustmm.tune.trainable import NUMBER_KEY
 
+log = logging.getLogger(__name__)
+
 Define = Callable[[Trial], Mapping[str, Any]]
 """Define-by-run: suggests a trial's values through `trial.suggest_*`, returns them by name."""
 MakeSampler = Callable[[int], optuna.samplers.BaseSampler]
 """offset -> the sweep's sampler, seeded with its seed + offset."""
 Told = tuple[TrialState, list[float] | None]
+Links = Callable[[int, bool], Mapping[str, Any]]
+"""(trial number, whether it ended complete) -> user attributes naming where the trial lives."""
 CONFIG_ATTR = "robustmm.config"  # a trial's values as handed to Ray (user attribute)
 STOPPED_ATTR = "robustmm.stopped"  # why a trial went back to the queue
 
@@ -122,14 +132,18 @@ class ParetoOptunaSearch(Searcher):
         study_name: str,
         storage: str | Callable[[], str],
         make_sampler: MakeSampler,
+        links: Links | None = None,
     ) -> None:
         super().__init__(metric=list(metric), mode=list(mode))
         self._define = define
         self._study_name = study_name
         self._storage = storage  # a URL, or a function giving it (the active sweep folder's: relocatable)
         self._make_sampler = make_sampler
+        self._links = links  # a module-level function (pickled by name), or None
+        self._linked: set[str] = set()  # Ray trial ids whose links are set (not saved: idempotent)
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number, until told
         self._study: optuna.Study | None = None
+        self._opened: BaseStorage | None = None  # the open study's storage
         self._open(RDBStorage(self._storage_url))
 
     @property
@@ -140,8 +154,16 @@ class ParetoOptunaSearch(Searcher):
     def study(self) -> optuna.Study:
         return self._study if self._study is not None else self._open(RDBStorage(self._storage_url))
 
+    @property
+    def _store(self) -> BaseStorage:
+        """The open study's storage (the study is opened first when it is not: unpickled)."""
+        if self._study is None or self._opened is None:
+            self._open(RDBStorage(self._storage_url))
+        return self._opened  # type: ignore[return-value]  (set by _open)
+
     def _open(self, storage: BaseStorage) -> optuna.Study:
         """Create or load the study; its sampler is seeded with seed + the trials it holds."""
+        self._opened = storage
         self._study = optuna.create_study(
             storage=storage,
             study_name=self._study_name,
@@ -150,6 +172,10 @@ class ParetoOptunaSearch(Searcher):
             pruner=optuna.pruners.NopPruner(),
             load_if_exists=True,
         )
+        if self._study.metric_names != list(self.metric):  # a new study, or one made before they were set
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._study.set_metric_names(list(self.metric))
         return self._study
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -159,11 +185,18 @@ class ParetoOptunaSearch(Searcher):
         self._numbers[trial_id] = trial.number
         return {**values, NUMBER_KEY: trial.number}
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id not in self._linked and trial_id in self._numbers:
+            self._link(self._numbers[trial_id], complete=False)
+            self._linked.add(trial_id)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         number = self._numbers.pop(trial_id, None)
+        self._linked.discard(trial_id)
         if number is None:  # already told, or never ours
             return
         state, values = outcome(result, self.metric, error)
+        self._link(number, complete=state == TrialState.COMPLETE)
         try:
             self.study.tell(number, values, state=state, skip_if_finished=True)
         except RuntimeError as e:
@@ -171,6 +204,23 @@ class ParetoOptunaSearch(Searcher):
             # outside study.optimize(); the trial's state is stored before that.
             if "Study.stop" not in str(e):
                 raise
+
+    def _link(self, number: int, complete: bool) -> None:
+        """Set the trial's links as user attributes, unless it is already finished (Optuna
+        refuses to change a finished trial; it got them when it ended). A link that cannot be
+        found (the tracking store is unreachable) is logged, never a reason to stop the sweep."""
+        links = self._links
+        if links is None:
+            return
+        storage = self._store
+        try:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id(storage, self._study_name), number)
+            if storage.get_trial(trial_id).state.is_finished():
+                return
+            for key, value in links(number, complete).items():
+                storage.set_trial_user_attr(trial_id, key, value)
+        except Exception as e:
+            log.warning("could not link trial %d of the study to its runs: %s: %s", number, type(e).__name__, e)
 
     def get_state(self) -> dict[str, Any]:
         return {"numbers": dict(self._numbers)}
@@ -192,4 +242,7 @@ class ParetoOptunaSearch(Searcher):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (Ray keeps the searcher in its experiment) without the open study."""
-        return {**self.__dict__, "_study": None}
+        return {**self.__dict__, "_study": None, "_opened": None, "_linked": set()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"_links": None, "_opened": None, "_linked": set(), **state})  # older pickles lack them

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from robustmm.objectives import compute_objectives
 from robustmm.pareto import pareto_ranks
+from robustmm.tune.records import MLFLOW_RUN_ATTR, ROWS_ATTR
 from robustmm.tune.runner import run_sweep
 from robustmm.tune.space import parse_sweep
 
@@ -122,3 +123,20 @@ def test_mlflow_parent_children_and_front_artifacts(swept):
             assert child.info.status == ("FAILED" if r["status"] == "failed" else "KILLED")
     failed = [c for c in children if c.data.tags["trial_status"] == "failed"]
     assert failed and all("loss became" in c.data.tags["failure_reason"] for c in failed)
+
+
+def test_study_names_its_objectives_and_links_each_trial(swept):
+    raw, out, result = swept
+    study = optuna.load_study(study_name=raw["name"], storage=f"sqlite:///{out / 'optuna.db'}")
+    assert study.metric_names == parse_sweep(raw).keys == ["clean_accuracy", "worst_modality_auc_pgd"]
+    client = MlflowClient(tracking_uri=result.tracking_uri)
+    exp = client.get_run(result.parent_run_id).info.experiment_id
+    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    run_of = {int(c.data.tags["trial_number"]): c.info.run_id for c in children}
+    for tr in study.trials:
+        assert tr.user_attrs[MLFLOW_RUN_ATTR] == run_of[tr.number], tr.number
+        if tr.state == optuna.trial.TrialState.COMPLETE:
+            rows = pd.read_parquet(out / tr.user_attrs[ROWS_ATTR])  # relative to the sweep folder
+            assert len(rows) and set(rows["split"]) == {"validation"}
+        else:
+            assert ROWS_ATTR not in tr.user_attrs
