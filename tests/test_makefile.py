@@ -74,7 +74,7 @@ def test_make_test_runs_all_three_checks_when_the_first_fails(tmp_path):
     assert done.returncode != 0
     assert [c[0] for c in calls] == ["python", "lint-imports", "ruff"]
     assert calls[0][1:] == ["-m", "pytest"]
-    assert calls[2][1:] == ["check", "robustmm", "tests", "bench"]
+    assert calls[2][1:] == ["check", "robustmm", "tests", "bench", "docs", "sweeps"]
     assert _summary(done.stdout, "test") == {
         "pytest": "FAILED (exit 1)",
         "lint-imports": "passed",
