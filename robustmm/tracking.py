@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from robustmm.errors import ConfigError
 from robustmm.redact import redact
@@ -34,7 +34,13 @@ log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "robustmm.trial"  # the trial's key: its Optuna number
 KIND_TAG = "robustmm.kind"
+NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows on an experiment or a run
 MAX_PARAM = 6000
+MAX_NOTE = 50_000
+UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+# the searches the README documents: the front's trial runs, and every trial run of a sweep
+FRONT_SEARCH = f"tags.pareto_rank = '1' and tags.`{KIND_TAG}` = 'trial'"
+TRIALS_SEARCH = f"tags.`{KIND_TAG}` = 'trial'"
 
 
 def default_uri(out: str | Path) -> str:
@@ -116,6 +122,31 @@ def ui_command(uri: str) -> str:
     return f"open {redact(uri)} in a browser"
 
 
+def ui_address(uri: str) -> str:
+    """The address of the MLflow UI that shows this store: the server itself, or `mlflow ui`'s
+    default address for a local database."""
+    if uri.startswith(("http://", "https://")):
+        return redact(uri).rstrip("/")
+    return UI_ADDRESS
+
+
+def run_table_url(uri: str, experiment_id: str, search: str = "") -> str:
+    """The UI page with the experiment's run table, filtered by `search` when given. MLflow 3
+    opens an experiment on its GenAI overview (traces, which a sweep has none of);
+    `workflowType=machine_learning` is the run table of "Model training"."""
+    url = f"{ui_address(uri)}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return f"{url}&searchFilter={quote(search)}" if search else url
+
+
+def source_tags(name: str, commit: str) -> dict[str, str]:
+    """MLflow's own source tags (the UI's "Source" column): the script or command that ran, and
+    the git commit when there is one."""
+    tags = {"mlflow.source.name": name, "mlflow.source.type": "LOCAL"}
+    if commit and commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in values.items():
@@ -153,6 +184,10 @@ class Tracker:
         except Exception as e:  # connection refused, bad scheme, database locked ...
             reason = " ".join(str(e).split())[:300]
             raise ConfigError(f"cannot open the MLflow tracking store {redact(uri)!r}: {redact(reason)}") from None
+
+    def describe(self, text: str) -> None:
+        """The experiment's description (MLflow's note), shown above its run table."""
+        self.client.set_experiment_tag(self.experiment_id, NOTE_TAG, redact(text)[:MAX_NOTE])
 
     # runs -------------------------------------------------------------------------------------------
 
@@ -237,7 +272,12 @@ class Tracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[:MAX_PARAM]) for k, v in tags.items()])
+        cut = {k: MAX_NOTE if k == NOTE_TAG else MAX_PARAM for k in tags}
+        self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[: cut[k]]) for k, v in tags.items()])
+
+    def log_table(self, run_id: str, frame: Any, artifact_file: str) -> None:
+        """A table the UI shows (MLflow's table artifact, JSON): a trial's grid cells, the front."""
+        self.client.log_table(run_id, data=_json_ready(frame), artifact_file=artifact_file)
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
@@ -254,6 +294,17 @@ class Tracker:
                 self.end(run_id, status)
                 ended += 1
         return ended
+
+
+def _json_ready(frame: Any) -> Any:
+    """The frame with every cell a JSON value (MLflow writes tables as JSON): lists and other
+    objects as text, missing values as None."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            plain = (str, int, float, bool)
+            frame[column] = [v if v is None or isinstance(v, plain) else str(v) for v in frame[column]]
+    return frame.astype(object).where(frame.notna(), None)
 
 
 def move_artifact_root(db_file: str | Path, experiment: str, root: str) -> bool:

@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINT = "from importlinter.cli import lint_imports; import sys; sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True))"
+LINT = (
+    "import sys; from importlinter.cli import lint_imports; "
+    "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True))"
+)
 
 
 def test_import_contracts_hold():
-    done = subprocess.run(
-        [sys.executable, "-c", LINT, str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    config = str(ROOT / "pyproject.toml")
+    done = subprocess.run([sys.executable, "-c", LINT, config], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

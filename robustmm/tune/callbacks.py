@@ -11,15 +11,16 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
 from robustmm.objectives import Objective
-from robustmm.tracking import Tracker
-from robustmm.tune.space import SWEEP_SPLIT
+from robustmm.tracking import NOTE_TAG, Tracker
+from robustmm.tune.mlflow_views import ROWS_TABLE, trial_note, trial_settings
+from robustmm.tune.space import SWEEP_SPLIT, SweepSpec
 from robustmm.tune.trainable import NUMBER_KEY
 from robustmm.tune.trial_checkpoint import read_rows
 
@@ -76,12 +77,20 @@ class TrackingCallback(tune.Callback):
     """One MLflow child run per trial under the sweep's parent run."""
 
     def __init__(
-        self, uri: str | Callable[[], str], experiment: str, parent_id: str, objectives: Sequence[Objective]
+        self,
+        uri: str | Callable[[], str],
+        experiment: str,
+        parent_id: str,
+        objectives: Sequence[Objective],
+        spec: SweepSpec | None = None,
+        source: Mapping[str, str] | None = None,
     ) -> None:
         # `uri`: a URI, or a function giving it (the active sweep folder's: relocatable, and its
-        # credentials are never pickled into Ray's experiment)
+        # credentials are never pickled into Ray's experiment); `spec`: the sweep, for a trial's
+        # whole run config as params and its description; `source`: MLflow's source tags
         self.uri, self.experiment, self.parent_id = uri, experiment, parent_id
         self.objectives = list(objectives)
+        self.spec, self.source = spec, dict(source or {})
         self._tracker: Tracker | None = None
         self._runs: dict[str, str] = {}
         self._last_step: dict[str, int] = {}
@@ -106,11 +115,15 @@ class TrackingCallback(tune.Callback):
                 "trial_number": "" if number is None else str(number),
                 "ray_trial_id": trial.trial_id,
                 "split": SWEEP_SPLIT,
+                **getattr(self, "source", {}),
             }
+            spec, values = getattr(self, "spec", None), trial_params(trial)  # None: pickled before either
+            if spec is not None:
+                tags[NOTE_TAG] = trial_note(spec, number, values)
             run_id, existed = self.tracker.start_child(self.parent_id, trial_key(trial), name, tags)
             self._runs[trial.trial_id] = run_id
             self._last_step[trial.trial_id] = self.tracker.last_step(run_id, STEP_METRIC) if existed else -1
-            self.tracker.log_params(run_id, trial_params(trial))
+            self.tracker.log_params(run_id, trial_settings(spec, values) if spec is not None else values)
         return run_id
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -122,7 +135,9 @@ class TrackingCallback(tune.Callback):
         if step <= self._last_step.get(trial.trial_id, -1):
             return  # already logged before the sweep was resumed
         self._last_step[trial.trial_id] = step
-        keep = {k: v for k, v in result.items() if "/" in k or k in (STEP_METRIC, "epoch", "seed")}
+        # the epoch and the seed are the step's coordinates, not measurements: the step is Ray's
+        # training_iteration, the seeds are params
+        keep = {k: v for k, v in result.items() if "/" in k or k == STEP_METRIC}
         keep.update({o.key: result[o.key] for o in self.objectives if o.key in result})
         for k in ("train_seconds", "eval_seconds"):
             if k in result:
@@ -141,6 +156,11 @@ class TrackingCallback(tune.Callback):
         tags = {"trial_status": status}
         if reason:
             tags["failure_reason"] = reason
+        spec = getattr(self, "spec", None)
+        if spec is not None:
+            result = trial.last_result or {}
+            outcome = {"status": status, "failure_reason": reason} | {o.key: result.get(o.key) for o in self.objectives}
+            tags[NOTE_TAG] = trial_note(spec, trial_number(trial), trial_params(trial), outcome)
         self.tracker.set_tags(run_id, tags)
         if status == "complete" and trial.checkpoint is not None:
             rows = read_rows(trial.checkpoint)
@@ -156,6 +176,7 @@ class TrackingCallback(tune.Callback):
             path = Path(d) / "rows.parquet"
             rows.to_parquet(path, index=False)
             self.tracker.log_artifact(run_id, path)
+        self.tracker.log_table(run_id, rows, ROWS_TABLE)  # the same cells, as a table the UI shows
 
 
 class ProgressCallback(tune.Callback):

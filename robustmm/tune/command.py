@@ -122,7 +122,7 @@ def find_space(name: str, script: str | Path | None = None) -> Path:
 
 
 def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
-    from robustmm.tracking import open_tracking_uri, ui_command
+    from robustmm.tracking import FRONT_SEARCH, open_tracking_uri, run_table_url, ui_command
     from robustmm.tune.runner import run_sweep
     from robustmm.tune.space import load_sweep
 
@@ -147,6 +147,10 @@ def run_from_args(space: str | Path, args: argparse.Namespace) -> int:
         print("the sweep was interrupted before every trial ended; continue it: the same command plus --resume")
     print(f"sweep directory: {result.out}")
     print(f"MLflow UI:       {ui_command(result.tracking_uri)}")
+    if result.experiment_id:
+        table = run_table_url(result.tracking_uri, result.experiment_id)
+        print(f"  run table:     {table}")
+        print(f"  front's runs:  {run_table_url(result.tracking_uri, result.experiment_id, FRONT_SEARCH)}")
     print(
         f"re-run a trial over seeds: robustmm pick {result.out} --trial N > picked.yaml && "
         "robustmm run --config picked.yaml --seeds 0-9"

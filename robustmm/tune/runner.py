@@ -44,13 +44,22 @@ from robustmm.models.base import build_model
 from robustmm.pareto import FrontAxis
 from robustmm.redact import redact
 from robustmm.results import write_text
-from robustmm.tracking import Tracker, move_artifact_root, resolve_uri, ui_command
+from robustmm.tracking import (
+    NOTE_TAG,
+    Tracker,
+    move_artifact_root,
+    resolve_uri,
+    run_table_url,
+    source_tags,
+    ui_command,
+)
 from robustmm.train import epoch_metrics, plan_of
 from robustmm.tune import sweep_folder
 from robustmm.tune.callbacks import ProgressCallback, TrackingCallback
 from robustmm.tune.folder_lock import folder_lock
 from robustmm.tune.library_logs import FILE as LIBRARY_LOG
 from robustmm.tune.library_logs import LibraryLogs, libraries_to_file
+from robustmm.tune.mlflow_views import FRONT_TABLE, experiment_note, parent_note, trial_note
 from robustmm.tune.ray_connect import check_resources, connect_ray, fit_or_lost
 from robustmm.tune.records import RecordCallback, read_records, trial_links
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec, corner_configs, parse_sweep
@@ -77,6 +86,7 @@ class SweepResult:
     tracking_uri: str
     parent_run_id: str
     interrupted: bool = False
+    experiment_id: str = ""
 
 
 def objective_triples(spec: SweepSpec) -> list[FrontAxis]:
@@ -108,6 +118,17 @@ def _epoch_metrics(spec: SweepSpec, prep: Any) -> set[str]:
     model = build_model(cfg.model, prep.dataset.modalities, cfg.model_options, num_classes=prep.dataset.num_classes)
     model = model.to(prep.device)
     return epoch_metrics(plan_of(model, cfg.train, cfg.classifier), model, prep.dataset)
+
+
+def _source() -> dict[str, str]:
+    """MLflow's source tags for the sweep's runs: the script or command that started it (relative to
+    the working directory when inside it) and the git commit."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("robustmm")
+    try:
+        name = str(script.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        name = script.name
+    return source_tags(name, _git_commit())
 
 
 def _git_commit() -> str:
@@ -221,6 +242,7 @@ def _run_locked(
             parent = _open_parent(spec, folder, tracker, resume)
             shown, ui = redact(folder.tracking_uri), redact(ui_command(folder.tracking_uri))
             say(f"MLflow: {shown} (parent run {parent}); open it with: {ui}")
+            say(f"MLflow run table: {run_table_url(folder.tracking_uri, tracker.experiment_id)}")
             return _search(spec, folder, tracker, parent, resume, callbacks, verbose, say)
         except BaseException as e:
             known = isinstance(e, (RobustMMError, KeyboardInterrupt, SystemExit))
@@ -236,11 +258,13 @@ def _open_parent(spec: SweepSpec, folder: SweepFolder, tracker: Tracker, resume:
     if resume:
         return tracker.reopen(folder.parent_run_id)
     write_text(folder.out / SPEC_FILE, spec.to_yaml())
+    tracker.describe(experiment_note(spec))
     parent = tracker.start_parent(
         spec.name,
         {"space": spec.raw.get("space", {}), "run": spec.raw.get("run", {}), "sampler": spec.sampler},
         {
-            "git_commit": _git_commit(),
+            **_source(),
+            NOTE_TAG: parent_note(spec),
             "command": redact(shlex.join(sys.argv)),
             "sampler": spec.sampler,
             "objectives": ", ".join(spec.keys),
@@ -419,7 +443,9 @@ def _new_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_keep),
             callbacks=[
                 RecordCallback(spec.objectives),
-                TrackingCallback(sweep_folder.tracking_uri, spec.name, parent, spec.objectives),
+                TrackingCallback(
+                    sweep_folder.tracking_uri, spec.name, parent, spec.objectives, spec=spec, source=_source()
+                ),
                 ProgressCallback(spec.objectives, spec.num_samples, ended=ended),
                 *(callbacks or []),
             ],
@@ -610,16 +636,20 @@ def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame,
         artifacts.append(pareto.plot_front_html(ranked, objectives, out / "front.html", title=title))
     for path in artifacts:
         tracker.log_artifact(parent, path, "pareto")
+    tracker.log_table(parent, front, FRONT_TABLE)
     children = tracker.children(parent)
     for rec in ranked.to_dict("records"):
         run_id = children.get(str(int(rec["trial"])))
         if run_id is not None:
             rank = int(rec["pareto_rank"]) if rec["status"] == "complete" else "none"
-            tracker.set_tags(run_id, {"pareto_rank": rank})
+            values = {k.removeprefix("param."): v for k, v in rec.items() if k.startswith("param.") and not _nan(v)}
+            note = trial_note(spec, int(rec["trial"]), values, rec)
+            tracker.set_tags(run_id, {"pareto_rank": rank, NOTE_TAG: note})
     counts = ranked["status"].value_counts().to_dict() if not ranked.empty else {}
     tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()} | {"front_size": len(front)}, step=0)
-    tracker.set_tags(parent, {"front_trials": ",".join(str(int(t)) for t in front["trial"])})
-    return SweepResult(out, ranked, front, md, tracker.uri, parent)
+    front_trials = ",".join(str(int(t)) for t in front["trial"])
+    tracker.set_tags(parent, {"front_trials": front_trials, NOTE_TAG: parent_note(spec, md)})
+    return SweepResult(out, ranked, front, md, tracker.uri, parent, experiment_id=tracker.experiment_id)
 
 
 def load_sweep_dir(out: str | Path) -> tuple[SweepSpec, pd.DataFrame]:

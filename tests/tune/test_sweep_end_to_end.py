@@ -1,8 +1,7 @@
 """A whole sweep on the session's Ray: trials, the Optuna study, MLflow runs, the Pareto front.
 
-One sweep covers the three ways a trial can end: complete, failed (its loss diverges: lr=1e30)
-and pruned (ASHA stops it: lr=1e-7 barely learns). Trials run one at a time so the seeded grid
-order and ASHA's decisions are the same on every run.
+One sweep (the `swept` fixture of conftest.py) covers the three ways a trial can end: complete,
+failed and pruned.
 """
 
 from __future__ import annotations
@@ -18,30 +17,9 @@ from mlflow import MlflowClient
 from robustmm.objectives import compute_objectives
 from robustmm.pareto import pareto_ranks
 from robustmm.tune.records import MLFLOW_RUN_ATTR, ROWS_ATTR
-from robustmm.tune.runner import run_sweep
 from robustmm.tune.space import parse_sweep
 
-from sweep_helpers import tiny_sweep
-
 pytestmark = pytest.mark.slow
-
-LRS = [0.003, 0.001, 1e-7, 1e30]
-
-
-@pytest.fixture(scope="module")
-def swept(ray_session, tmp_path_factory):
-    raw = tiny_sweep(
-        space={
-            "train.lr": {"type": "categorical", "choices": LRS},
-            "model.tau": {"type": "categorical", "choices": [0.1, 0.3]},
-        },
-        sampler={"name": "grid", "seed": 0},
-        budget={"num_samples": 8, "max_concurrent": 1},
-        early_stopping={"metric": "representation/loss", "mode": "min", "grace_period": 1, "reduction_factor": 2},
-    )
-    out = tmp_path_factory.mktemp("sweep")
-    result = run_sweep(parse_sweep(raw), out)
-    return raw, out, result
 
 
 def test_every_trial_ends_complete_failed_or_pruned(swept):
@@ -97,7 +75,7 @@ def test_mlflow_parent_children_and_front_artifacts(swept):
     client = MlflowClient(tracking_uri=result.tracking_uri)
     parent = client.get_run(result.parent_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["sampler"] == "grid" and "git_commit" in parent.data.tags
+    assert parent.data.params["sampler"] == "grid" and parent.data.tags["mlflow.source.type"] == "LOCAL"
     assert {"command", "objectives"} <= set(parent.data.tags)
     assert parent.data.tags["split"] == "validation"
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
@@ -115,7 +93,7 @@ def test_mlflow_parent_children_and_front_artifacts(swept):
             assert child.info.status == "FINISHED"
             assert child.data.tags["pareto_rank"] == str(int(r["pareto_rank"]))
             assert math.isclose(child.data.metrics["clean_accuracy"], r["clean_accuracy"])
-            assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["rows.parquet"]
+            assert [a.path for a in client.list_artifacts(child.info.run_id)] == ["cells.json", "rows.parquet"]
             history = client.get_metric_history(child.info.run_id, "representation/loss")
             assert [m.step for m in history] == [1, 2]
         else:
