@@ -13,6 +13,7 @@ import pytest
 import robustmm.pareto as pareto_package
 from robustmm.errors import ConfigError
 from robustmm.pareto import front, front_markdown, pareto_ranks, plot_front_html, plot_front_png, rank_trials
+from robustmm.pareto.png import front_matplotlib_figure
 
 NAN = math.nan
 OBJS = [("clean_accuracy", "max", "Clean accuracy"), ("worst_modality_auc_pgd", "max", "Worst-modality PGD AUC")]
@@ -218,6 +219,15 @@ def test_plot_front_png(tmp_path):
     img = matplotlib.image.imread(out)
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
     assert [p.name for p in out.parent.iterdir()] == ["front.png"]  # no temp file left behind
+
+
+def test_png_labels_every_point_with_its_trial_number():
+    fig = front_matplotlib_figure(trials_frame(), OBJS)
+    ax = fig.axes[0]
+    labels = {t.get_text(): t for t in ax.texts}
+    # Every plotted (ranked) trial, the dominated 3 too; unranked ones (pruned, failed, running, NaN) are not points.
+    assert sorted(labels) == ["0", "1", "2", "3"]
+    assert labels["3"].get_fontsize() < labels["1"].get_fontsize()
 
 
 def test_plot_front_png_three_objectives_and_single_objective(tmp_path):

@@ -26,7 +26,10 @@ def plotted_axes(objs: Sequence[FrontAxis]) -> list[FrontAxis]:
 
 
 def plot_data(trials: pd.DataFrame, objs: Sequence[FrontAxis]) -> dict[str, Any]:
-    """Everything both plots draw, in display units (x100 for % axes), computed once so PNG and HTML agree."""
+    """Everything both plots draw, in display units (x100 for % axes), computed once so PNG and HTML agree.
+
+    `points` are the plotted rows (ranked, finite on both shown axes) with their `pareto_rank`, in the
+    order of `x` and `y`, so each renderer can label every point with its trial number."""
     ranked = rank_trials(trials, objs)
     percent = percent_flags(trials, objs)
     (kx, _, _), (ky, _, _) = objs[0], objs[1]
@@ -48,6 +51,7 @@ def plot_data(trials: pd.DataFrame, objs: Sequence[FrontAxis]) -> dict[str, Any]
         step.append((float(lx[i]), float(ly[i])))
     return {
         "percent": percent,
+        "points": ranked,
         "x": ranked[kx].to_numpy(float) * sx,
         "y": ranked[ky].to_numpy(float) * sy,
         "front": f,
