@@ -15,7 +15,7 @@ from robustmm.errors import ConfigError
 from robustmm.pareto.ranking import FrontAxis, objective_values, pareto_ranks, rank_trials, sorted_front
 from robustmm.pareto.table import percent_flags
 
-__all__ = ["axis_label", "plot_data", "plot_title", "plotted_axes"]
+__all__ = ["axis_label", "plot_data", "plot_subtitle", "plot_title", "plotted_axes"]
 
 
 def plotted_axes(objs: Sequence[FrontAxis]) -> list[FrontAxis]:
@@ -66,8 +66,14 @@ def axis_label(obj: FrontAxis, percent: bool) -> str:
     return f"{obj[2]} (%)" if percent else obj[2]
 
 
-def plot_title(title: str, objs: Sequence[FrontAxis]) -> str:
+def plot_subtitle(objs: Sequence[FrontAxis]) -> str:
+    """What a 2-D plot of more than two objectives must say ('' for two)."""
     if len(objs) > 2:
         # In a 2-D projection of a k-D front some front points look dominated; say so rather than mislead.
-        return f"{title}\n(showing the first 2 of {len(objs)} objectives; ranks use all {len(objs)})"
-    return title
+        return f"showing the first 2 of {len(objs)} objectives; ranks use all {len(objs)}"
+    return ""
+
+
+def plot_title(title: str, objs: Sequence[FrontAxis]) -> str:
+    sub = plot_subtitle(objs)
+    return f"{title}\n({sub})" if sub else title
