@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@echo "make: first install: creating $(VENV) and installing robustmm with its pinned dependencies"
 	@echo "make: (torch 2.14.1 with the CUDA libraries its wheel pulls even without a GPU, Ray, Optuna,"
-	@echo "make: MLflow, pandas, pyarrow, matplotlib): about 3 GB of wheels, 6.5 GB in $(VENV);"
+	@echo "make: MLflow, pandas, pyarrow, matplotlib, plotly): about 3 GB of wheels, 6.5 GB in $(VENV);"
 	@echo "make: about 2 minutes from a local package mirror, longer when they are downloaded"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --progress-bar on --upgrade pip

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ast
+import html
 import json
 import math
 import re
@@ -13,6 +14,8 @@ import pytest
 import robustmm.pareto as pareto_package
 from robustmm.errors import ConfigError
 from robustmm.pareto import front, front_markdown, pareto_ranks, plot_front_html, plot_front_png, rank_trials
+from robustmm.pareto.html_page import front_plotly_figure
+from robustmm.pareto.png import front_matplotlib_figure
 
 NAN = math.nan
 OBJS = [("clean_accuracy", "max", "Clean accuracy"), ("worst_modality_auc_pgd", "max", "Worst-modality PGD AUC")]
@@ -192,7 +195,7 @@ def test_bad_objectives_raise_config_error(objectives, needle):
 
 
 def test_module_does_not_import_heavy_dependencies_at_top_level():
-    """The CLI imports this package; ray/optuna/mlflow must never load, and matplotlib only when plotting."""
+    """The CLI imports this package; ray/optuna/mlflow must never load, and matplotlib or plotly only when plotting."""
     top: set[str] = set()
     everywhere: set[str] = set()
     for source in sorted(Path(pareto_package.__file__).parent.glob("*.py")):
@@ -205,8 +208,8 @@ def test_module_does_not_import_heavy_dependencies_at_top_level():
                 if node in tree.body:
                     top |= roots
     assert not everywhere & {"ray", "optuna", "mlflow"}
-    assert "matplotlib" not in top
-    assert "matplotlib" in everywhere  # sanity: the walk does see the lazy import
+    assert not top & {"matplotlib", "plotly"}
+    assert {"matplotlib", "plotly"} <= everywhere  # sanity: the walk does see the lazy imports
 
 
 def test_plot_front_png(tmp_path):
@@ -220,6 +223,15 @@ def test_plot_front_png(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["front.png"]  # no temp file left behind
 
 
+def test_png_labels_every_point_with_its_trial_number():
+    fig = front_matplotlib_figure(trials_frame(), OBJS)
+    ax = fig.axes[0]
+    labels = {t.get_text(): t for t in ax.texts}
+    # Every plotted (ranked) trial, the dominated 3 too; unranked ones (pruned, failed, running, NaN) are not points.
+    assert sorted(labels) == ["0", "1", "2", "3"]
+    assert labels["3"].get_fontsize() < labels["1"].get_fontsize()
+
+
 def test_plot_front_png_three_objectives_and_single_objective(tmp_path):
     df = trials_frame()
     objs3 = [*OBJS, ("param.train.lr", "min", "LR")]
@@ -228,29 +240,75 @@ def test_plot_front_png_three_objectives_and_single_objective(tmp_path):
         plot_front_png(df, OBJS[:1], tmp_path / "f1.png")
 
 
-def embedded(html_text: str) -> dict:
-    m = re.search(r'<script type="application/json" id="pareto-data">(.*?)</script>', html_text, re.S)
-    assert m, "no embedded data block"
-    return json.loads(m.group(1))
+def page_without_plotlyjs(text: str) -> str:
+    """The page minus the embedded plotly.js library (whose own code mentions URLs it never fetches here)."""
+    from plotly.offline import get_plotlyjs
+
+    lib = get_plotlyjs()
+    assert text.count(lib) == 1, "plotly.js is not embedded exactly once"
+    return text.replace(lib, "")
 
 
-def test_plot_front_html_is_self_contained(tmp_path):
-    out = plot_front_html(trials_frame(), OBJS, tmp_path / "front.html", title="My sweep")
+def page_traces(text: str) -> list[dict]:
+    """The traces the page hands to Plotly.newPlot, parsed back from its JSON."""
+    start = re.search(r'Plotly\.newPlot\(\s*"pareto-front",\s*', text).end()
+    traces, _ = json.JSONDecoder().raw_decode(text, start)
+    return traces
+
+
+def point_traces(fig) -> dict:
+    return {t.name: t for t in fig.data if t.mode == "markers+text"}
+
+
+def test_plot_front_html_is_self_contained_and_deterministic(tmp_path):
+    out = plot_front_html(trials_frame(), OBJS, tmp_path / "sub" / "front.html", title="My sweep")
+    assert out == tmp_path / "sub" / "front.html"
+    assert [p.name for p in out.parent.iterdir()] == ["front.html"]  # no temp file left behind
     text = out.read_text(encoding="utf-8")
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", text, re.I)
     assert not re.search(r"<script[^>]*\bsrc\s*=", text, re.I)
     assert not re.search(r"<link\b", text, re.I)
-    assert "<title>My sweep</title>" in text and "<svg" in text
-    data = embedded(text)
-    # Only ranked (complete, NaN-free) trials are points; the front is marked by rank 1.
-    assert {p["trial"]: p["rank"] for p in data["points"]} == {0: 1, 1: 1, 2: 1, 3: 2}
-    assert data["points"][0]["params"]["model.noise_sigma"] == 0.0
-    # The front table is rendered server-side, one row per front trial.
-    assert re.findall(r'<tr data-trial="(\d+)">', text) == ["0", "1", "2"]
-    assert "5 complete trials, 3 on the front; 1 pruned, 1 failed" in text
+    rest = page_without_plotlyjs(text)
+    assert not re.search(r"\b(?:src|href)\s*=|https?:|//cdn", rest, re.I)
+    assert "<title>My sweep</title>" in text
+    # The front table is rendered server-side, one row per front trial, with the trial counts.
+    assert re.findall(r"<tr><td>([^<]*)</td>", text) == ["0", "1", "2"]
+    assert "<p>5 complete trials, 3 on the front; 1 pruned, 1 failed</p>" in text
+    # The same trials give the same bytes (no random div id).
+    again = plot_front_html(trials_frame(), OBJS, tmp_path / "again.html", title="My sweep")
+    assert again.read_bytes() == out.read_bytes()
 
 
-def test_plot_front_html_step_line_for_mixed_modes(tmp_path):
+def test_front_plotly_figure_one_trace_per_rank_every_point_labelled():
+    fig = front_plotly_figure(trials_frame(), OBJS, title="My sweep")
+    points = point_traces(fig)
+    # Only ranked (complete, NaN-free) trials are points; the legend lists the front first.
+    assert list(points) == ["rank 2", "Pareto front"]  # drawn worst rank first, so the front is on top
+    assert sorted(points, key=lambda n: points[n].legendrank) == ["Pareto front", "rank 2"]
+    front_trace, dominated = points["Pareto front"], points["rank 2"]
+    assert list(front_trace.text) == ["0", "1", "2"] and list(dominated.text) == ["3"]
+    assert list(front_trace.x) == [95.0, 90.0, 70.0] and list(front_trace.y) == [10.0, 30.0, 50.0]
+    assert front_trace.marker.color == "#d62728" != dominated.marker.color
+    (step,) = [t for t in fig.data if t.mode == "lines"]
+    assert step.legendgroup == front_trace.legendgroup and step.showlegend is False  # toggled with the front
+    assert fig.layout.title.text == "My sweep" and not fig.layout.title.subtitle.text
+    assert fig.layout.hovermode == "closest"
+    # Hover: trial, rank, every objective (in % like the table) and every param without its prefix.
+    for name in ("Clean accuracy", "Worst-modality PGD AUC", "model.noise_sigma", "train.lr", "model.name"):
+        assert f"{name}: %{{customdata[" in front_trace.hovertemplate
+    assert "param." not in front_trace.hovertemplate
+    assert [list(c) for c in front_trace.customdata][2] == [
+        "2",
+        "Pareto front",
+        "70.00%",
+        "50.00%",
+        "0.1235",
+        "0.003",
+        "c",
+    ]
+    assert list(dominated.customdata[0][:2]) == ["3", "rank 2"]
+
+
+def test_front_plotly_figure_step_line_for_mixed_modes():
     df = pd.DataFrame(
         {
             "trial": [0, 1, 2, 3],
@@ -259,23 +317,42 @@ def test_plot_front_html_step_line_for_mixed_modes(tmp_path):
             "cost": [5.0, 3.0, 1.0, 4.0],  # min: trial 3 is dominated by 1 and 2
         }
     )
-    data = embedded(
-        plot_front_html(df, [("acc", "max", "Acc"), ("cost", "min", "Cost")], tmp_path / "f.html").read_text()
-    )
+    fig = front_plotly_figure(df, [("acc", "max", "Acc"), ("cost", "min", "Cost")])
+    (step,) = [t for t in fig.data if t.mode == "lines"]
     # Best acc first; each corner takes the worse value of both neighbours: next x, previous y.
-    assert data["step"] == [[90.0, 5.0], [80.0, 5.0], [80.0, 3.0], [70.0, 3.0], [70.0, 1.0]]
-    assert data["axes"] == ["Acc (%)", "Cost"]
+    assert [[x, y] for x, y in zip(step.x, step.y, strict=True)] == [
+        [90.0, 5.0],
+        [80.0, 5.0],
+        [80.0, 3.0],
+        [70.0, 3.0],
+        [70.0, 1.0],
+    ]
+    assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("Acc (%)", "Cost")
+    assert list(point_traces(fig)["rank 2"].customdata[0]) == ["3", "rank 2", "60.00%", "4"]
+
+
+def test_front_plotly_figure_three_objectives_and_no_complete_trials():
+    objs3 = [*OBJS, ("param.train.lr", "min", "LR")]
+    fig = front_plotly_figure(trials_frame(), objs3)
+    assert fig.layout.title.text == "Pareto front"
+    assert fig.layout.title.subtitle.text == "showing the first 2 of 3 objectives; ranks use all 3"
+    assert "LR: %{customdata[4]}" in point_traces(fig)["Pareto front"].hovertemplate
+    pruned = trials_frame().assign(status="pruned")
+    empty = front_plotly_figure(pruned, OBJS)
+    assert not empty.data and [a.text for a in empty.layout.annotations] == ["no complete trials"]
 
 
 def test_plot_front_html_survives_script_breaking_param(tmp_path):
     df = trials_frame()
     evil = '</script><script>alert("x")</script><!--'
     df.loc[df["trial"] == 1, "param.model.name"] = evil
-    text = plot_front_html(df, OBJS, tmp_path / "front.html").read_text(encoding="utf-8")
-    # Exactly the two script elements of the template close; the data cannot end one early.
-    assert text.count("</script>") == 2
-    assert "<!--" not in text
-    data = embedded(text)
-    by_trial = {p["trial"]: p for p in data["points"]}
-    assert by_trial[1]["params"]["model.name"] == evil  # round-trips exactly
-    assert "&lt;/script&gt;" in text  # and the server-side table shows it escaped
+    text = plot_front_html(df, OBJS, tmp_path / "front.html", title="<b>%{x}</b>").read_text(encoding="utf-8")
+    rest = page_without_plotlyjs(text)
+    # Only plotly's three script elements (its config, the library, the newPlot call) close; no data ends one early.
+    assert rest.count("</script>") == 3 and "<!--" not in rest and "<script>alert" not in rest
+    # The value round-trips through the page's JSON, escaped so plotly.js shows it as text, not markup.
+    (front_trace,) = [t for t in page_traces(rest) if t["name"] == "Pareto front"]
+    (row,) = [c for c in front_trace["customdata"] if c[0] == "1"]
+    assert html.unescape(row[-1]) == evil and "<" not in row[-1]
+    assert "&lt;/script&gt;&lt;script&gt;" in text  # and the server-side table shows it escaped
+    assert "<title>&lt;b&gt;%{x}&lt;/b&gt;</title>" in text

@@ -1,9 +1,9 @@
 """Pareto fronts of a sweep: ranking, a markdown table, a PNG and a self-contained HTML page.
 
-Pure numpy/pandas (matplotlib only inside the PNG function), outside tune/: the CLI's `pareto`
-command re-ranks a finished sweep from its trials.parquet, and that must not pay for (or require)
-ray, optuna or mlflow. `ranking` holds the maths, `table` the text, `plot_data` what both plots
-draw, `png` and `html_page` the two renderings (the page's markup is `front_template.html`).
+Pure numpy/pandas (matplotlib and plotly only inside the plotting functions), outside tune/: the
+CLI's `pareto` command re-ranks a finished sweep from its trials.parquet, and that must not pay for
+(or require) ray, optuna or mlflow. `ranking` holds the maths, `table` the text, `plot_data` what
+both plots draw, `png` (matplotlib) and `html_page` (Plotly, with plotly.js embedded) the two renderings.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from robustmm.errors import ConfigError
 from robustmm.pareto.ranking import FrontAxis, objective_values, pareto_ranks, rank_trials, sorted_front
 from robustmm.pareto.table import percent_flags
 
-__all__ = ["axis_label", "plot_data", "plot_title", "plotted_axes"]
+__all__ = ["axis_label", "plot_data", "plot_subtitle", "plot_title", "plotted_axes"]
 
 
 def plotted_axes(objs: Sequence[FrontAxis]) -> list[FrontAxis]:
@@ -26,7 +26,10 @@ def plotted_axes(objs: Sequence[FrontAxis]) -> list[FrontAxis]:
 
 
 def plot_data(trials: pd.DataFrame, objs: Sequence[FrontAxis]) -> dict[str, Any]:
-    """Everything both plots draw, in display units (x100 for % axes), computed once so PNG and HTML agree."""
+    """Everything both plots draw, in display units (x100 for % axes), computed once so PNG and HTML agree.
+
+    `points` are the plotted rows (ranked, finite on both shown axes) with their `pareto_rank`, in the
+    order of `x` and `y`, so each renderer can label every point with its trial number."""
     ranked = rank_trials(trials, objs)
     percent = percent_flags(trials, objs)
     (kx, _, _), (ky, _, _) = objs[0], objs[1]
@@ -48,6 +51,7 @@ def plot_data(trials: pd.DataFrame, objs: Sequence[FrontAxis]) -> dict[str, Any]
         step.append((float(lx[i]), float(ly[i])))
     return {
         "percent": percent,
+        "points": ranked,
         "x": ranked[kx].to_numpy(float) * sx,
         "y": ranked[ky].to_numpy(float) * sy,
         "front": f,
@@ -62,8 +66,14 @@ def axis_label(obj: FrontAxis, percent: bool) -> str:
     return f"{obj[2]} (%)" if percent else obj[2]
 
 
-def plot_title(title: str, objs: Sequence[FrontAxis]) -> str:
+def plot_subtitle(objs: Sequence[FrontAxis]) -> str:
+    """What a 2-D plot of more than two objectives must say ('' for two)."""
     if len(objs) > 2:
         # In a 2-D projection of a k-D front some front points look dominated; say so rather than mislead.
-        return f"{title}\n(showing the first 2 of {len(objs)} objectives; ranks use all {len(objs)})"
-    return title
+        return f"showing the first 2 of {len(objs)} objectives; ranks use all {len(objs)}"
+    return ""
+
+
+def plot_title(title: str, objs: Sequence[FrontAxis]) -> str:
+    sub = plot_subtitle(objs)
+    return f"{title}\n({sub})" if sub else title

@@ -7,19 +7,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from robustmm.pareto.plot_data import axis_label, plot_data, plot_title, plotted_axes
 from robustmm.pareto.ranking import FrontAxis, check_axes
+from robustmm.pareto.table import format_param
 from robustmm.results import write_atomic
 
-__all__ = ["plot_front_png"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["front_matplotlib_figure", "plot_front_png"]
 
 
-def plot_front_png(trials: pd.DataFrame, objectives: Sequence[FrontAxis], path: str | Path) -> Path:
-    """Scatter of the first two objectives: complete trials in grey, the front highlighted, joined by its
-    attainment staircase and labelled with trial numbers, so a trial can be looked up in the table."""
+def front_matplotlib_figure(trials: pd.DataFrame, objectives: Sequence[FrontAxis]) -> Figure:
+    """Scatter of the first two objectives: complete trials in grey, the front highlighted and joined by
+    its attainment staircase; every point labelled with its trial number (the dominated ones smaller,
+    in grey), so any trial can be looked up in the table or in MLflow."""
     objs = check_axes(trials, objectives)
     shown = plotted_axes(objs)
     d = plot_data(trials, objs)
@@ -45,9 +51,18 @@ def plot_front_png(trials: pd.DataFrame, objectives: Sequence[FrontAxis], path: 
             zorder=4,
             label=f"Pareto front ({len(d['fx'])})",
         )
-        for t, x, y in zip(d["front"]["trial"], d["fx"], d["fy"], strict=True):
-            ax.annotate(str(t), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8, zorder=5)
-    else:
+    for t, rank, x, y in zip(d["points"]["trial"], d["points"]["pareto_rank"], d["x"], d["y"], strict=True):
+        front = rank == 1
+        ax.annotate(
+            format_param(t),
+            (x, y),
+            xytext=(4, 4) if front else (3, -8),
+            textcoords="offset points",
+            fontsize=8 if front else 6.5,
+            color="black" if front else "0.45",
+            zorder=5 if front else 2,
+        )
+    if not d["n_complete"]:
         ax.text(0.5, 0.5, "no complete trials", transform=ax.transAxes, ha="center", va="center", color="0.4")
     ax.set_xlabel(axis_label(shown[0], d["percent"][0]))
     ax.set_ylabel(axis_label(shown[1], d["percent"][1]))
@@ -56,4 +71,10 @@ def plot_front_png(trials: pd.DataFrame, objectives: Sequence[FrontAxis], path: 
     if d["n_complete"]:
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_front_png(trials: pd.DataFrame, objectives: Sequence[FrontAxis], path: str | Path) -> Path:
+    """`front_matplotlib_figure` written as a PNG (atomically, so a reader never sees half a file)."""
+    fig = front_matplotlib_figure(trials, objectives)
     return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

@@ -24,7 +24,16 @@ from robustmm.pareto.ranking import (
     rank_trials,
 )
 
-__all__ = ["front_markdown", "front_table", "is_missing", "percent_flags", "summary_line", "trials_text"]
+__all__ = [
+    "format_objective",
+    "format_param",
+    "front_markdown",
+    "front_table",
+    "is_missing",
+    "percent_flags",
+    "summary_line",
+    "trials_text",
+]
 
 
 def percent_flags(trials: pd.DataFrame, objs: Sequence[FrontAxis]) -> list[bool]:
@@ -51,14 +60,15 @@ def is_missing(v: Any) -> bool:
         return False
 
 
-def _fmt_objective(v: Any, percent: bool) -> str:
+def format_objective(v: Any, percent: bool) -> str:
+    """An objective's cell: 2 decimals as a percentage on a % axis, else 4 significant digits."""
     if is_missing(v):
         return ""
     v = float(v)
     return f"{100.0 * v:.2f}%" if percent else f"{v:.4g}"
 
 
-def _fmt_param(v: Any) -> str:
+def format_param(v: Any) -> str:
     """Floats to 4 significant digits (sweeps sample them on log scales, so more digits are noise)."""
     if is_missing(v):
         return ""
@@ -90,9 +100,9 @@ def front_table(trials: pd.DataFrame, objs: Sequence[FrontAxis]) -> tuple[list[s
     header = ["trial", *(label for _, _, label in objs), *(p.removeprefix(PARAM_PREFIX) for p in params)]
     rows = []
     for rec in f.to_dict("records"):
-        row = [_fmt_param(rec["trial"])]
-        row += [_fmt_objective(rec[k], pc) for (k, _, _), pc in zip(objs, percent, strict=True)]
-        row += [_fmt_param(rec[p]) for p in params]
+        row = [format_param(rec["trial"])]
+        row += [format_objective(rec[k], pc) for (k, _, _), pc in zip(objs, percent, strict=True)]
+        row += [format_param(rec[p]) for p in params]
         rows.append(row)
     return header, rows, f
 
@@ -132,14 +142,14 @@ def trials_text(trials: pd.DataFrame, objectives: Sequence[FrontAxis]) -> str:
     params = param_columns(trials)
     table = pd.DataFrame(
         {
-            "trial": [_fmt_param(v) for v in ranked["trial"]],
+            "trial": [format_param(v) for v in ranked["trial"]],
             "status": [str(v) for v in ranked["status"]],
             "pareto_rank": [str(int(v)) for v in ranked["pareto_rank"]],
             **{
-                label: [_fmt_objective(v, pc) for v in ranked[k]]
+                label: [format_objective(v, pc) for v in ranked[k]]
                 for (k, _, label), pc in zip(objs, percent, strict=True)
             },
-            **{p.removeprefix(PARAM_PREFIX): [_fmt_param(v) for v in ranked[p]] for p in params},
+            **{p.removeprefix(PARAM_PREFIX): [format_param(v) for v in ranked[p]] for p in params},
         }
     )
     return table.to_string(index=False) + "\n"
