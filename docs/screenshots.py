@@ -5,9 +5,9 @@
 
 It starts `mlflow ui` on 127.0.0.1 against the sweep's own store, opens the run-table URL the
 sweep prints in headless Chromium (Debian's package, /usr/bin/chromium) driven by Playwright,
-expands the sweep's parent run, and saves docs/screenshots/{run-table,trial-charts,front}.png,
-which the README shows. Run it again whenever what the UI shows changes (the tags, params,
-metrics or tables a sweep logs, the front's page).
+expands the sweep's parent run, and saves docs/screenshots/{run-table,front-runs,trial-overview,
+trial-charts,trial-cells,front}.png, which the README shows. Run it again whenever what the UI
+shows changes (the tags, params, metrics or tables a sweep logs, the front's page).
 """
 
 from __future__ import annotations
@@ -113,11 +113,14 @@ def api(base: str, endpoint: str, body: dict) -> dict:
 
 
 def front_trial(base: str, experiment_id: str) -> dict:
-    """The child run of the front's first trial (rank 1, lowest trial number)."""
+    """The child run of the front's first trial (rank 1, lowest trial number), found with the
+    README's search."""
+    from robustmm.tracking import FRONT_SEARCH
+
     found = api(
         base,
         "runs/search",
-        {"experiment_ids": [experiment_id], "filter": "tags.pareto_rank = '1'", "max_results": 100},
+        {"experiment_ids": [experiment_id], "filter": FRONT_SEARCH, "max_results": 100},
     ).get("runs", [])
     tags = lambda run: {t["key"]: t["value"] for t in run["data"].get("tags", [])}  # noqa: E731
     children = [r for r in found if tags(r).get("robustmm.kind") == "trial"]
@@ -141,12 +144,12 @@ def close_assistant(page) -> None:
 
 
 def show_columns(page, names: list[str]) -> None:
-    """Toggle each column in the run table's Columns menu."""
-    page.get_by_test_id("column-selection-dropdown").filter(visible=True).first.click()
-    menu = page.get_by_role("dialog").last
-    search = page.get_by_placeholder("Search columns")
+    """Toggle each column in the run table's Columns menu, opening the menu afresh for each (one
+    menu searched many times loses its matches as the table redraws behind it)."""
     for name in names:
-        search.fill(name)
+        page.get_by_test_id("column-selection-dropdown").filter(visible=True).first.click()
+        menu = page.get_by_role("dialog").last
+        page.get_by_placeholder("Search columns").fill(name)
         page.wait_for_timeout(500)
         leaves = menu.locator(".du-bois-light-tree-treenode:has(.du-bois-light-tree-switcher-noop)")
         for i in range(leaves.count()):
@@ -155,12 +158,15 @@ def show_columns(page, names: list[str]) -> None:
                 break
         else:
             say(f"no column {name!r} in the run table's Columns menu")
-    page.keyboard.press("Escape")
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
 
 
 def shoot(sweep: Path, base: str) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
+    from robustmm.tracking import FRONT_SEARCH, run_table_url
+    from robustmm.tune.mlflow_views import ROWS_TABLE
     from robustmm.tune.space import parse_sweep
 
     meta = json.loads((sweep / "sweep.json").read_text())
@@ -179,25 +185,53 @@ def shoot(sweep: Path, base: str) -> list[Path]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=VIEWPORT)
 
-        say("the run table")
-        page.goto(f"{base}/#/experiments/{eid}/runs?workflowType=machine_learning")
+        run_name, run_id = child["info"]["run_name"], child["info"]["run_id"]
+        run_page = f"{base}/#/experiments/{eid}/runs/{run_id}"
+
+        def expand_parent() -> None:
+            """Show the trials under the parent (the UI remembers whether it was expanded)."""
+            page.wait_for_timeout(1500)
+            expand = page.locator("button[data-component-id*='runnamecellrenderer']")
+            if not page.locator(f"text={run_name}").count() and expand.count():
+                expand.first.click()
+            page.wait_for_selector(f"text={run_name}", timeout=WAIT_S * 1000)
+            page.wait_for_timeout(1000)
+
+        say("the run table, at the address the sweep prints")
+        page.goto(run_table_url(base, eid))
         page.wait_for_selector(f"text={name}", timeout=WAIT_S * 1000)
         close_assistant(page)
         # off: Dataset and Models (empty for a sweep); on: the objectives, params and rank
         show_columns(page, ["Dataset", "Models", *columns, "pareto_rank"])
-        close_assistant(page)
-        expand = page.locator("button[data-component-id*='runnamecellrenderer']")
-        if expand.count():
-            expand.first.click()
-            page.wait_for_selector(f"text={child['info']['run_name']}", timeout=WAIT_S * 1000)
-        page.wait_for_timeout(1000)
+        expand_parent()
         shots.append(SHOTS / "run-table.png")
         page.screenshot(path=shots[-1])
 
-        say(f"the charts of {child['info']['run_name']}")
-        page.goto(
-            f"{base}/#/experiments/{eid}/runs/{child['info']['run_id']}/model-metrics?workflowType=machine_learning"
-        )
+        say("the front's runs, at the filtered address the sweep prints")
+        page.goto(run_table_url(base, eid, FRONT_SEARCH))
+        page.wait_for_selector(f"text={name}", timeout=WAIT_S * 1000)
+        close_assistant(page)
+        expand_parent()
+        shots.append(SHOTS / "front-runs.png")
+        page.screenshot(path=shots[-1])
+
+        say(f"the overview of {run_name}: its description and params")
+        page.goto(f"{run_page}?workflowType=machine_learning")
+        page.wait_for_selector("text=Sampled", timeout=WAIT_S * 1000)
+        close_assistant(page)
+        page.wait_for_timeout(1000)
+        shots.append(SHOTS / "trial-overview.png")
+        page.screenshot(path=shots[-1], full_page=True)
+
+        say(f"the grid cells of {run_name}, as a table")
+        page.goto(f"{run_page}/artifacts/{ROWS_TABLE}?workflowType=machine_learning")
+        page.wait_for_timeout(4000)
+        close_assistant(page)
+        shots.append(SHOTS / "trial-cells.png")
+        page.screenshot(path=shots[-1])
+
+        say(f"the charts of {run_name}")
+        page.goto(f"{run_page}/model-metrics?workflowType=machine_learning")
         page.wait_for_selector("canvas, svg.main-svg, .js-plotly-plot", timeout=WAIT_S * 1000)
         close_assistant(page)
         page.wait_for_timeout(2000)
@@ -207,10 +241,12 @@ def shoot(sweep: Path, base: str) -> list[Path]:
         say("the front")
         page.goto((sweep / "front.html").resolve().as_uri())
         page.wait_for_timeout(2000)
-        points = page.locator(".point, circle")
+        points = page.locator(".scatterlayer .point")  # the front's trace is drawn last
         if points.count():
-            points.first.hover()
-            page.wait_for_timeout(500)
+            # Plotly's drag layer lies over the points: move the mouse there, it shows the hover
+            box = points.last.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_timeout(800)
         shots.append(SHOTS / "front.png")
         page.screenshot(path=shots[-1])
         browser.close()

@@ -19,7 +19,7 @@ from ray import tune
 
 from robustmm.objectives import Objective
 from robustmm.tracking import NOTE_TAG, Tracker
-from robustmm.tune.mlflow_views import ROWS_TABLE, trial_note, trial_settings
+from robustmm.tune.mlflow_views import ROWS_TABLE, cell_table, trial_note, trial_settings
 from robustmm.tune.space import SWEEP_SPLIT, SweepSpec
 from robustmm.tune.trainable import NUMBER_KEY
 from robustmm.tune.trial_checkpoint import read_rows
@@ -176,7 +176,7 @@ class TrackingCallback(tune.Callback):
             path = Path(d) / "rows.parquet"
             rows.to_parquet(path, index=False)
             self.tracker.log_artifact(run_id, path)
-        self.tracker.log_table(run_id, rows, ROWS_TABLE)  # the same cells, as a table the UI shows
+        self.tracker.log_table(run_id, cell_table(rows), ROWS_TABLE)  # the same cells, as a table the UI shows
 
 
 class ProgressCallback(tune.Callback):

@@ -15,6 +15,23 @@ from robustmm.tune.space import SWEEP_SPLIT, SweepSpec
 
 ROWS_TABLE = "cells.json"  # a trial's grid cells: one row per (seed, attack, modality, budget)
 FRONT_TABLE = "pareto/front_table.json"
+# the cells' columns as the UI shows them, what was attacked and how well it held first; the
+# model, dataset and split are the run's params, the per-sample masks are in rows.parquet
+CELL_COLUMNS = (
+    "seed",
+    "perturbation",
+    "target",
+    "eps",
+    "accuracy",
+    "worst_case_accuracy",
+    "correct",
+    "n",
+    "value",
+    "alpha",
+    "sigma",
+    "steps",
+    "restarts",
+)
 
 
 def trial_settings(spec: SweepSpec, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -25,6 +42,11 @@ def trial_settings(spec: SweepSpec, values: Mapping[str, Any]) -> dict[str, Any]
     settings.update({"eval.split": SWEEP_SPLIT, "split": SWEEP_SPLIT})
     settings.update(values)
     return {k: v for k, v in settings.items() if v is not None}
+
+
+def cell_table(rows: Any) -> Any:
+    """A trial's grid rows as the table its run shows: `CELL_COLUMNS` that the rows have, in order."""
+    return rows[[c for c in CELL_COLUMNS if c in rows.columns]]
 
 
 def sweep_summary(spec: SweepSpec) -> str:

@@ -113,6 +113,8 @@ def test_each_trial_has_its_cells_and_the_parent_its_front_as_tables(swept, tmp_
             cells = _table(client, child.info.run_id, ROWS_TABLE, tmp_path / str(number))
             mine = rows[rows["trial"] == number]
             assert len(cells) == len(mine) and cells["accuracy"].tolist() == pytest.approx(mine["accuracy"].tolist())
+            assert list(cells.columns[:5]) == ["seed", "perturbation", "target", "eps", "accuracy"]
+            assert "correct_mask" not in cells  # the per-sample masks stay in rows.parquet
     front = _table(client, parent.info.run_id, FRONT_TABLE, tmp_path / "front")
     assert sorted(front["trial"]) == sorted(result.front["trial"])
 
