@@ -4,7 +4,8 @@ A sweep directory (`--out`) holds everything needed to inspect and resume it:
 
     sweep.yaml        the sweep as run (smoke and flag overrides applied)
     sweep.json        where its parts live, relative to the folder (tune/sweep_folder.py)
-    optuna.db         the Optuna study (SQLite; only the driver writes it)
+    optuna.db         the Optuna study (SQLite; only the driver writes it; metric names = the
+                      objectives, each trial's MLflow run id and rows path as user attrs)
     mlflow.db         MLflow runs when no tracking server is given; artifacts in mlartifacts/
     ray/<name>/       Ray Tune's experiment (trial checkpoints, results) unless --storage is given
     records/          one record per ended trial (status, objectives, rows): with the study, the trials table
