@@ -215,28 +215,23 @@ def shoot(sweep: Path, base: str) -> list[Path]:
         shots.append(SHOTS / "front-runs.png")
         page.screenshot(path=shots[-1])
 
-        say(f"the overview of {run_name}: its description and params")
-        page.goto(f"{run_page}?workflowType=machine_learning")
-        page.wait_for_selector("text=Sampled", timeout=WAIT_S * 1000)
-        close_assistant(page)
-        page.wait_for_timeout(1000)
-        shots.append(SHOTS / "trial-overview.png")
-        page.screenshot(path=shots[-1], full_page=True)
+        def snap(what: str, file: str, url: str, ready: str | None, settle_ms: int, full_page: bool = False) -> None:
+            say(what)
+            page.goto(url)
+            if ready:
+                page.wait_for_selector(ready, timeout=WAIT_S * 1000)
+            page.wait_for_timeout(settle_ms)
+            close_assistant(page)
+            shots.append(SHOTS / file)
+            page.screenshot(path=shots[-1], full_page=full_page)
 
-        say(f"the grid cells of {run_name}, as a table")
-        page.goto(f"{run_page}/artifacts/{ROWS_TABLE}?workflowType=machine_learning")
-        page.wait_for_timeout(4000)
-        close_assistant(page)
-        shots.append(SHOTS / "trial-cells.png")
-        page.screenshot(path=shots[-1])
-
-        say(f"the charts of {run_name}")
-        page.goto(f"{run_page}/model-metrics?workflowType=machine_learning")
-        page.wait_for_selector("canvas, svg.main-svg, .js-plotly-plot", timeout=WAIT_S * 1000)
-        close_assistant(page)
-        page.wait_for_timeout(2000)
-        shots.append(SHOTS / "trial-charts.png")
-        page.screenshot(path=shots[-1])
+        ml = "workflowType=machine_learning"
+        overview = f"the overview of {run_name}: its description and params"
+        snap(overview, "trial-overview.png", f"{run_page}?{ml}", "text=Sampled", 1000, full_page=True)
+        cells = f"the grid cells of {run_name}, as a table"
+        snap(cells, "trial-cells.png", f"{run_page}/artifacts/{ROWS_TABLE}?{ml}", None, 4000)
+        charts = f"{run_page}/model-metrics?{ml}"
+        snap(f"the charts of {run_name}", "trial-charts.png", charts, "canvas, svg.main-svg, .js-plotly-plot", 2000)
 
         say("the front")
         page.goto((sweep / "front.html").resolve().as_uri())
