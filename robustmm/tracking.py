@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import os
+import posixpath
 import socket
 import time
 import urllib.request
@@ -35,6 +36,7 @@ PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "robustmm.trial"  # the trial's key: its Optuna number
 KIND_TAG = "robustmm.kind"
 NOTE_TAG = "mlflow.note.content"  # the description MLflow's UI shows on an experiment or a run
+LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"  # which artifacts the UI shows as tables
 MAX_PARAM = 6000
 MAX_NOTE = 50_000
 UI_ADDRESS = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
@@ -276,8 +278,22 @@ class Tracker:
         self.client.log_batch(run_id, tags=[RunTag(k, redact(str(v))[: cut[k]]) for k, v in tags.items()])
 
     def log_table(self, run_id: str, frame: Any, artifact_file: str) -> None:
-        """A table the UI shows (MLflow's table artifact, JSON): a trial's grid cells, the front."""
-        self.client.log_table(run_id, data=_json_ready(frame), artifact_file=artifact_file)
+        """A table the UI shows (MLflow's table artifact: JSON in pandas' "split" layout, listed
+        in the run's `mlflow.loggedArtifacts` tag): a trial's grid cells, the front. Written
+        here, not with `MlflowClient.log_table`, which appends to a table logged before: a
+        resumed sweep would double it (and print a download progress bar)."""
+        import json
+        import tempfile
+
+        folder, name = posixpath.split(artifact_file)
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / name
+            _json_ready(frame).to_json(path, orient="split", index=False, date_format="iso")
+            self.client.log_artifact(run_id, str(path), folder or None)
+        listed = json.loads(self.client.get_run(run_id).data.tags.get(LOGGED_ARTIFACTS_TAG, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in listed:
+            self.client.set_tag(run_id, LOGGED_ARTIFACTS_TAG, json.dumps([*listed, entry]))
 
     def log_artifact(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)

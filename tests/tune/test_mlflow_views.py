@@ -12,7 +12,15 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from robustmm.tracking import FRONT_SEARCH, NOTE_TAG, TRIALS_SEARCH, run_table_url, source_tags
+from robustmm.tracking import (
+    FRONT_SEARCH,
+    LOGGED_ARTIFACTS_TAG,
+    NOTE_TAG,
+    TRIALS_SEARCH,
+    Tracker,
+    run_table_url,
+    source_tags,
+)
 from robustmm.tune.mlflow_views import FRONT_TABLE, ROWS_TABLE, experiment_note, trial_settings
 from robustmm.tune.space import parse_sweep
 
@@ -36,6 +44,21 @@ def test_source_tags_are_mlflows_own():
         "mlflow.source.git.commit": "abc123",
     }
     assert "mlflow.source.git.commit" not in source_tags("robustmm", "unknown")
+
+
+def test_a_table_logged_again_is_replaced_not_appended(tmp_path):
+    """A resumed sweep logs the front's table again: it must stay one copy of the front."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "tables", artifact_location=(tmp_path / "a").as_uri())
+    run = tracker.start_parent("sweep", {}, {})
+    frame = pd.DataFrame({"trial": [0, 3], "clean_accuracy": [0.8, float("nan")], "seeds": [[0], [1]]})
+    for _ in range(2):
+        tracker.log_table(run, frame, FRONT_TABLE)
+    client = MlflowClient(tracking_uri=tracker.uri)
+    table = _table(client, run, FRONT_TABLE, tmp_path / "down")
+    assert table["trial"].tolist() == [0, 3] and table["seeds"].tolist() == ["[0]", "[1]"]
+    assert table["clean_accuracy"].isna().tolist() == [False, True]
+    listed = json.loads(client.get_run(run).data.tags[LOGGED_ARTIFACTS_TAG])
+    assert listed == [{"path": FRONT_TABLE, "type": "table"}]  # what makes the UI show it as a table
 
 
 def _client(result):
