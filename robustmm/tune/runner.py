@@ -643,8 +643,7 @@ def finish(spec: SweepSpec, out: Path, trials: pd.DataFrame, rows: pd.DataFrame,
         run_id = children.get(str(int(rec["trial"])))
         if run_id is not None:
             rank = int(rec["pareto_rank"]) if rec["status"] == "complete" else "none"
-            values = {k.removeprefix("param."): v for k, v in rec.items() if k.startswith("param.") and not _nan(v)}
-            note = trial_note(spec, int(rec["trial"]), values, rec)
+            note = trial_note(spec, int(rec["trial"]), _sampled(rec), rec)
             tracker.set_tags(run_id, {"pareto_rank": rank, NOTE_TAG: note})
     counts = ranked["status"].value_counts().to_dict() if not ranked.empty else {}
     tracker.log_metrics(parent, {f"trials_{k}": v for k, v in counts.items()} | {"front_size": len(front)}, step=0)
@@ -681,10 +680,15 @@ def picked_config(out: str | Path, number: int) -> dict[str, Any]:
     if hit.empty:
         raise ConfigError(f"trial {number} is not in {out}; its trials: {', '.join(map(str, trials['trial']))}")
     rec = hit.iloc[0].to_dict()
-    values = {k.removeprefix("param."): _plain(v) for k, v in rec.items() if k.startswith("param.") and not _nan(v)}
-    config = spec.run_config(values).to_dict()
+    config = spec.run_config(_sampled(rec)).to_dict()
     config["eval"]["split"] = "test"
     return config
+
+
+def _sampled(rec: dict[str, Any]) -> dict[str, Any]:
+    """A trials-table row's sampled values by key (its `param.` columns that are set), as plain
+    Python scalars."""
+    return {k.removeprefix("param."): _plain(v) for k, v in rec.items() if k.startswith("param.") and not _nan(v)}
 
 
 def _nan(v: Any) -> bool:
